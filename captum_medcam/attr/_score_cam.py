@@ -1,0 +1,404 @@
+"""Score-CAM for 1D, 2D and 3D inputs, and the ``ScoreCAM3D`` entry point for volumes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, final
+
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, PerturbationAttribution
+from torch import Tensor, nn
+
+from captum_medcam.attr._cam import interpolation_mode, minmax_normalize, resize, weighted_sum
+from captum_medcam.attr._checks import (
+    check_inputs,
+    check_positive_int,
+    format_additional_args,
+    index_additional_args,
+    per_sample_target,
+    select_target,
+    unwrap_meta,
+    warn_if_training,
+    wrap_meta,
+)
+from captum_medcam.attr._hooks import forward_with_capture
+
+__all__ = ["ScoreCAM", "ScoreCAM3D"]
+
+Score = Literal["probability", "logit"]
+NormalizeAt = Literal["input", "layer"]
+
+#: Masked copies of each example per forward pass. On a CPU larger batches gain little and
+#: cost memory; on a GPU raise it until memory is the limit (see benchmarks/).
+DEFAULT_PERTURBATIONS_PER_EVAL = 16
+
+
+def class_scores(output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score) -> Tensor:
+    """One score per row: the target's logit, or its probability.
+
+    ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
+    score per example (a binary classifier with a single logit).
+    """
+    if score == "probability":
+        output = output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
+    return select_target(output, target, index)
+
+
+class _ScoreCAM(LayerAttribution, PerturbationAttribution):
+    """Shared implementation; use :class:`ScoreCAM` or :class:`ScoreCAM3D`."""
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        layer: nn.Module,
+        device_ids: list[int] | None = None,
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(f"forward_func must be callable (a model), got {type(forward_func).__name__}")
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        PerturbationAttribution.__init__(self, forward_func)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def _score_cam(
+        self,
+        inputs: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        *,
+        score: Score,
+        baselines: float | Tensor | None,
+        channel_softmax: bool,
+        normalize_at: NormalizeAt,
+        align_corners: bool,
+        perturbations_per_eval: int,
+        relu_attributions: bool,
+        attribute_to_layer_input: bool,
+        upsample: bool,
+        interpolate_mode: str | None,
+        show_progress: bool,
+        spatial_dims: int | None,
+    ) -> Tensor:
+        original = inputs
+        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        if score not in ("probability", "logit"):
+            raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
+        if normalize_at not in ("input", "layer"):
+            raise ValueError(f"normalize_at must be 'input' or 'layer', got {normalize_at!r}")
+        n_spatial = x.dim() - 2
+        mode = interpolation_mode(n_spatial, interpolate_mode)
+        args = format_additional_args(additional_forward_args)
+        warn_if_training(self.forward_func, self.layer)
+        n = x.shape[0]
+
+        with torch.no_grad():
+            output, acts = forward_with_capture(
+                self.forward_func,
+                self.layer,
+                x,
+                args,
+                attribute_to_layer_input=attribute_to_layer_input,
+                device_ids=self.device_ids,
+            )
+            if acts.dim() != x.dim():
+                raise ValueError(
+                    f"the layer's activations have shape {tuple(acts.shape)} but Score-CAM needs "
+                    f"(N, channels, *spatial) with the {n_spatial} spatial dims of the inputs "
+                    f"{tuple(x.shape)}; choose a convolutional layer"
+                )
+            acts = acts.to(x.dtype)
+            targets = per_sample_target(target, n, output)
+            everyone = torch.arange(n, device=x.device)
+            reference = None
+            if baselines is not None:
+                base = torch.as_tensor(baselines, dtype=x.dtype, device=x.device).expand_as(x)
+                reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
+
+            keys, constant = minmax_normalize(acts)
+            masks, owner, slots = _distinct_masks(keys, constant, zero_mask=channel_softmax)
+            scores = torch.empty(owner.shape[0], dtype=x.dtype, device=x.device)
+            chunk = perturbations_per_eval * n
+            starts = range(0, owner.shape[0], chunk)
+            if show_progress:
+                from tqdm.auto import tqdm
+
+                starts = tqdm(starts, desc="Score-CAM forwards", unit="batch")
+            for start in starts:
+                index = owner[start : start + chunk]
+                mask = resize(masks[start : start + chunk], x.shape[2:], mode, align_corners)
+                if normalize_at == "input":
+                    mask = minmax_normalize(mask)[0]
+                batch_out = self.forward_func(
+                    x.index_select(0, index) * mask, *index_additional_args(args, index, n)
+                )
+                scores[start : start + chunk] = class_scores(batch_out, targets, index, score)
+
+            weights = scores[slots]  # (N, K): each channel takes its mask's score
+            if reference is not None:
+                weights = weights - reference.unsqueeze(1)
+            if channel_softmax:
+                weights = weights.softmax(1)
+            else:
+                weights = weights.masked_fill(constant, 0.0)
+            cam = weighted_sum(weights, acts)
+            if upsample:
+                cam = resize(cam, x.shape[2:], mode, align_corners)
+            if relu_attributions:
+                cam = F.relu(cam)
+        return wrap_meta(cam, original) if upsample else cam
+
+
+def _distinct_masks(keys: Tensor, constant: Tensor, zero_mask: bool) -> tuple[Tensor, Tensor, Tensor]:
+    """Group channels whose min-max normalised maps are identical, per example.
+
+    Score-CAM's weight of a channel depends on its normalised mask only, so channels with
+    the same mask share one forward pass. Constant channels have no mask: they are left out,
+    unless ``zero_mask`` asks for the all-zero mask's score (the softmax variants).
+
+    Args:
+        keys: normalised maps ``(N, K, *S')``.
+        constant: ``(N, K)``, true where a map is constant.
+        zero_mask: evaluate the all-zero mask for examples with a constant channel.
+
+    Returns:
+        ``(masks, owner, slots)``: the distinct masks ``(M, 1, *S')``, the example each
+        belongs to ``(M,)``, and for every channel the index of its mask ``(N, K)`` (constant
+        channels point at their example's zero mask, or at 0 when there is none).
+    """
+    n, k = keys.shape[:2]
+    flat = keys.flatten(2)
+    masks: list[Tensor] = []
+    owners: list[Tensor] = []
+    slots = torch.zeros(n, k, dtype=torch.long, device=keys.device)
+    offset = 0
+    for i in range(n):
+        live = (~constant[i]).nonzero().squeeze(1)
+        unique, inverse = torch.unique(flat[i, live], dim=0, return_inverse=True)
+        slots[i, live] = inverse + offset
+        rows = [unique]
+        if zero_mask and live.numel() < k:
+            rows.append(flat.new_zeros(1, flat.shape[-1]))
+            slots[i, constant[i]] = offset + unique.shape[0]
+        block = torch.cat(rows)
+        masks.append(block)
+        owners.append(torch.full((block.shape[0],), i, dtype=torch.long, device=keys.device))
+        offset += block.shape[0]
+    return torch.cat(masks).view(-1, 1, *keys.shape[2:]), torch.cat(owners), slots
+
+
+_DOC_VARIANTS = """
+    Variants (each an explicit option; the defaults follow the official code):
+
+    ===================== ================ ========== =============== ============ ==============
+    variant               score            baselines  channel_softmax normalize_at align_corners
+    ===================== ================ ========== =============== ============ ==============
+    official code         ``probability``  None       False           ``input``    False
+    paper, Algorithm 1    ``logit``        0          True            ``input``    False
+    pytorch-grad-cam      ``logit``        None       True            ``input``    True
+    torchcam              ``logit``        None       True            ``layer``    False
+    ===================== ================ ========== =============== ============ ==============
+
+    Under ``channel_softmax`` a baseline's score is a constant shift and cancels, so the
+    paper's and the peers' variants differ only in where the masks are normalised and how
+    they are upsampled. pytorch-grad-cam adds ``1e-8`` to the mask's range and torchcam
+    works in chunks of 32 masked inputs; neither changes the result beyond rounding.
+"""
+
+
+@final
+class ScoreCAM(_ScoreCAM):
+    __doc__ = (
+        r"""Score-CAM: channel weights from the model's score on the input masked by each channel.
+
+    For a layer with activations ``A`` of shape ``(N, K, *S')`` and inputs ``x`` of shape
+    ``(N, C, *S)``::
+
+        H_k = s(Up(A_k))                  s(M) = (M - min M) / (max M - min M)
+        w_k = f_c(x * H_k)                f_c: softmax probability of class c
+        L   = ReLU(sum_k w_k * Up(A_k))
+
+    ``Up`` resizes from ``S'`` to ``S`` (linear, bilinear or trilinear by the number of
+    spatial dims, ``align_corners=False``). Channels whose map is constant carry no spatial
+    information: their weight is 0 and no forward is spent on them. Channels whose
+    normalised masks are identical share one forward (exact: the weight depends on the mask
+    only). Both savings are common on the small maps of deep layers of ReLU networks.
+
+    The result is not normalised (normalising is a display step). ``relu_attributions`` is
+    True by default, unlike Captum's ``LayerGradCam``, because the official code applies
+    the ReLU.
+"""
+        + _DOC_VARIANTS
+        + r"""
+    References:
+        Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu. "Score-CAM: Score-Weighted Visual
+        Explanations for Convolutional Neural Networks". CVPR Workshops 2020.
+        arXiv:1910.01279.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import ScoreCAM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> cam = ScoreCAM(model, model[1])
+        >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
+        torch.Size([2, 1, 16, 16])
+    """
+    )
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        score: Score = "probability",
+        baselines: float | Tensor | None = None,
+        channel_softmax: bool = False,
+        normalize_at: NormalizeAt = "input",
+        align_corners: bool = False,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute Score-CAM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            target: the class to explain, as in Captum: an int, a tuple, a tensor or list
+                with one entry per example, or None when the model returns one score per
+                example.
+            additional_forward_args: further arguments of the model, as in Captum; tensors
+                whose first dim is ``N`` are indexed with their example.
+            score: ``"probability"`` (softmax of the target class; sigmoid for a single
+                output) or ``"logit"``.
+            baselines: None (no baseline, the official code), or a number or tensor
+                broadcastable to ``inputs`` whose score is subtracted from every weight
+                (the paper uses 0, a black image).
+            channel_softmax: apply a softmax over channels to the weights (the paper's
+                Algorithm 1, pytorch-grad-cam, torchcam). Constant channels then take part
+                with the score of the all-zero mask.
+            normalize_at: ``"input"`` min-max normalises the upsampled maps (official code);
+                ``"layer"`` normalises at layer resolution, then upsamples (torchcam).
+            align_corners: passed to the interpolation (True in pytorch-grad-cam).
+            perturbations_per_eval: masked copies per example in one forward pass: each
+                forward holds at most ``perturbations_per_eval * N`` inputs, which bounds
+                memory; the number of channels does not.
+            relu_attributions: apply ReLU to the map (default True, as the official code).
+            attribute_to_layer_input: use the layer's input instead of its output.
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``.
+            interpolate_mode: ``None`` picks linear/bilinear/trilinear by the number of
+                spatial dims; ``"nearest"`` and ``"area"`` also work.
+            show_progress: show a progress bar over the forward passes.
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')`` with ``upsample=False``) on the inputs'
+            device and dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its
+            metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a layer that is not a module.
+            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
+                reached by the forward pass, ``perturbations_per_eval < 1``, unknown options.
+        """
+        return self._score_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            align_corners=align_corners,
+            perturbations_per_eval=perturbations_per_eval,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=upsample,
+            interpolate_mode=interpolate_mode,
+            show_progress=show_progress,
+            spatial_dims=None,
+        )
+
+
+@final
+class ScoreCAM3D(_ScoreCAM):
+    r"""Score-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
+
+    The same computation as :class:`ScoreCAM` (see there for the formula and the variants),
+    with the contract a volume pipeline needs: 5-D input is required, the map is always
+    returned at input resolution, upsampled trilinearly with ``align_corners=False``, and a
+    MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine and
+    ``applied_operations``, ready for ``Invertd`` and ``SaveImaged``.
+
+    References:
+        Wang et al. "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
+        Networks". CVPR Workshops 2020. arXiv:1910.01279.
+
+    Example:
+        >>> import torch
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam import ScoreCAM3D
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> maps = ScoreCAM3D(net, net.layer4).attribute(torch.randn(1, 1, 32, 32, 32), target=1)
+        >>> maps.shape
+        torch.Size([1, 1, 32, 32, 32])
+    """
+
+    def attribute(  # type: ignore[override]
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        score: Score = "probability",
+        baselines: float | Tensor | None = None,
+        channel_softmax: bool = False,
+        normalize_at: NormalizeAt = "input",
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute Score-CAM maps for volumes.
+
+        Args:
+            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
+            target, additional_forward_args, score, baselines, channel_softmax,
+            normalize_at, perturbations_per_eval, relu_attributions,
+            attribute_to_layer_input, show_progress: as in :meth:`ScoreCAM.attribute`.
+
+        Returns:
+            Maps ``(N, 1, D, H, W)`` at input resolution.
+
+        Raises:
+            ValueError: inputs that are not 5-D, and the errors of :meth:`ScoreCAM.attribute`.
+        """
+        return self._score_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            align_corners=False,
+            perturbations_per_eval=perturbations_per_eval,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=True,
+            interpolate_mode="trilinear",
+            show_progress=show_progress,
+            spatial_dims=3,
+        )
+
+

@@ -1,0 +1,77 @@
+"""Tiny fixed models shared by the tests, in 1D, 2D and 3D, float64."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+MAXPOOL = {1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}
+GAP = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
+
+
+def small_cnn(dims: int, in_channels: int = 2, classes: int = 3, seed: int = 0) -> nn.Sequential:
+    """conv -> ReLU -> maxpool -> conv -> ReLU -> GAP -> flatten -> linear, float64, eval.
+
+    Index 4 is the last ReLU (the usual CAM layer); its output is (N, 8, *S/2).
+    """
+    torch.manual_seed(seed)
+    return (
+        nn.Sequential(
+            CONV[dims](in_channels, 6, 3, padding=1),
+            nn.ReLU(),
+            MAXPOOL[dims](2),
+            CONV[dims](6, 8, 3, padding=1),
+            nn.ReLU(),
+            GAP[dims](1),
+            nn.Flatten(),
+            nn.Linear(8, classes),
+        )
+        .double()
+        .eval()
+    )
+
+
+def gap_linear(dims: int, in_channels: int = 2, channels: int = 5, classes: int = 3, seed: int = 0):
+    """conv -> GAP -> linear, float64, eval: the model where CAM has a closed form."""
+    torch.manual_seed(seed)
+    return (
+        nn.Sequential(
+            CONV[dims](in_channels, channels, 3, padding=1),
+            GAP[dims](1),
+            nn.Flatten(),
+            nn.Linear(channels, classes),
+        )
+        .double()
+        .eval()
+    )
+
+
+def hook_count(model: nn.Module) -> int:
+    """Number of hooks registered anywhere in ``model``."""
+    return sum(
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        + len(getattr(m, "_backward_pre_hooks", {}))
+        for m in model.modules()
+    )
+
+
+def model_state(model: nn.Module) -> tuple[list[bool], dict[str, torch.Tensor]]:
+    """Training flags of every module and a copy of every parameter and buffer."""
+    return [m.training for m in model.modules()], {
+        k: v.detach().clone() for k, v in model.state_dict().items()
+    }
+
+
+def assert_unchanged(model: nn.Module, before: tuple[list[bool], dict[str, torch.Tensor]]) -> None:
+    flags, tensors = model_state(model)
+    assert flags == before[0], "a module's training flag was changed"
+    for k, v in tensors.items():
+        assert torch.equal(v, before[1][k]), f"{k} was changed"
+    assert hook_count(model) == 0, "a hook was left on the model"
+
+
+@pytest.fixture(params=[2, 3], ids=["2d", "3d"])
+def dims(request: pytest.FixtureRequest) -> int:
+    return request.param
