@@ -145,7 +145,9 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
                 )
                 scores[start : start + chunk] = class_scores(batch_out, targets, index, score)
 
-            weights = scores[slots]  # (N, K): each channel takes its mask's score
+            # (N, K): each channel takes its mask's score; with every map constant there is
+            # no mask at all and every weight is 0, as in the official code.
+            weights = scores[slots] if scores.numel() else x.new_zeros(slots.shape)
             if reference is not None:
                 weights = weights - reference.unsqueeze(1)
             if channel_softmax:

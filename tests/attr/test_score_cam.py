@@ -134,6 +134,21 @@ def test_constant_and_duplicate_channels_share_forwards(dims):
     torch.testing.assert_close(out, ref, rtol=0, atol=1e-12)
 
 
+def test_all_constant_maps_give_a_zero_map_without_forwards(dims):
+    # A layer whose maps are 1 voxel (MONAI ResNet layer4 on a small input): no mask exists.
+    conv = CONV[dims](2, 4, 3, padding=1).double()
+    pool = GAP[dims](1)
+    model = Counter(nn.Sequential(conv, pool, nn.Flatten(), nn.Linear(4, 3).double())).eval()
+    x = torch.randn(2, 2, *([6] * dims), dtype=torch.float64)
+    out = ScoreCAM(model, pool).attribute(x, target=0)
+    assert model.calls == 1
+    assert torch.equal(out, torch.zeros(2, 1, *x.shape[2:], dtype=torch.float64))
+    soft = ScoreCAM(model, pool).attribute(
+        x, target=0, channel_softmax=True, relu_attributions=False
+    )
+    assert soft.shape == out.shape and torch.isfinite(soft).all()
+
+
 def test_channel_softmax_matches_per_channel_definition(dims):
     # Paper's Algorithm 1: w = softmax_k(logit(x * H_k) - logit(0)); the baseline cancels.
     model = small_cnn(dims)

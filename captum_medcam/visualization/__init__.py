@@ -1,0 +1,5 @@
+"""Figures and reports. matplotlib is imported inside the functions, not here."""
+
+from captum_medcam.visualization._slices import plot_slices
+
+__all__ = ["plot_slices"]
