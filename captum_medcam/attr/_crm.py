@@ -16,7 +16,6 @@ from captum_medcam.attr._checks import (
     format_additional_args,
     index_additional_args,
     per_sample_target,
-    select_target,
     unwrap_meta,
     warn_if_training,
     wrap_meta,
@@ -84,7 +83,9 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         fc_layer: nn.Module | None = None,
     ) -> None:
         if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable (a model), got {type(forward_func).__name__}")
+            raise TypeError(
+                f"forward_func must be callable (a model), got {type(forward_func).__name__}"
+            )
         if not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
         if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
@@ -168,7 +169,9 @@ class _CRM(LayerAttribution, PerturbationAttribution):
             seen.append(fc_input)
             return out
 
-        output, acts = forward_with_capture(forward, self.layer, x, args, device_ids=self.device_ids)
+        output, acts = forward_with_capture(
+            forward, self.layer, x, args, device_ids=self.device_ids
+        )
         self._check_activations(acts, x)
         return output, acts.to(x.dtype), seen[0].to(x.dtype)
 
@@ -189,7 +192,9 @@ class _CRM(LayerAttribution, PerturbationAttribution):
                 "fc_layer=None to use the definition (any head)"
             )
         fc_output = fc(fc_input.reshape(acts.shape[0], -1).to(fc.weight.dtype)).to(output.dtype)
-        if output.numel() != fc_output.numel() or not _close(output.reshape(fc_output.shape), fc_output):
+        if output.numel() != fc_output.numel() or not _close(
+            output.reshape(fc_output.shape), fc_output
+        ):
             raise ValueError(
                 f"the model's output (shape {tuple(output.shape)}) is not the output of fc_layer "
                 "(e.g. a softmax follows it); CRM's scores are the model's outputs. Pass a "
@@ -355,7 +360,7 @@ class CRM(_CRM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -438,7 +443,7 @@ class CRM3D(_CRM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,

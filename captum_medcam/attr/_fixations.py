@@ -93,6 +93,7 @@ def _trace(model: nn.Module, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, 
         if not name or parent not in by_name:
             return ""
         return f" inside {type(by_name[parent]).__name__} ({parent or 'the model'})"
+
     calls: list[_Call] = []
     problem: list[str] = []
 
@@ -102,7 +103,9 @@ def _trace(model: nn.Module, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, 
         name = names.get(module, "?")
         tensors = [a for a in inp if isinstance(a, Tensor)]
         if len(inp) != 1 or len(tensors) != 1:
-            problem.append(f"{type(module).__name__} ({name}) takes {len(inp)} arguments, not one tensor")
+            problem.append(
+                f"{type(module).__name__} ({name}) takes {len(inp)} arguments, not one tensor"
+            )
             return
         prev = calls[-1] if calls else None
         source = prev.output if prev is not None else x
@@ -119,7 +122,9 @@ def _trace(model: nn.Module, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, 
         if problem:
             return
         if not isinstance(out, Tensor):
-            problem.append(f"{type(module).__name__} ({names.get(module, '?')}) returns a {type(out).__name__}, not a tensor")
+            problem.append(
+                f"{type(module).__name__} ({names.get(module, '?')}) returns a {type(out).__name__}, not a tensor"
+            )
             return
         calls.append(_Call(names.get(module, "?"), module, inp[0], out, out._version))
 
@@ -175,6 +180,7 @@ def _back_linear(call: _Call, points: Tensor, single: bool) -> Tensor:
     map, as in the authors' code). An output with no positive contribution keeps its largest
     one, so that the trace never dies out.
     """
+    assert isinstance(call.module, nn.Linear)
     a, weight = call.input, call.module.weight  # (N, F), (K, F)
     if a.dim() != 2:
         raise NotImplementedError(
@@ -236,10 +242,13 @@ def _back_conv(call: _Call, points: Tensor) -> Tensor:
     mode = "constant" if m.padding_mode == "zeros" else m.padding_mode
     padded = F.pad(a, tuple(pads), mode=mode)
     n, co, pos = points[:, 0], points[:, 1], points[:, 2:]
-    offsets = torch.cartesian_prod(*[torch.arange(k, device=a.device) for k in kernel]).view(-1, dims)
+    offsets = torch.cartesian_prod(*[torch.arange(k, device=a.device) for k in kernel]).view(
+        -1, dims
+    )
     dev = torch.tensor(dilation, device=a.device)
     coords = pos.unsqueeze(1) * torch.tensor(stride, device=a.device) + offsets * dev  # (M, K, d)
-    window = padded[(n.unsqueeze(1), slice(None), *coords.unbind(-1))]  # (M, K, C_in)
+    index: tuple[Any, ...] = (n.unsqueeze(1), slice(None), *coords.unbind(-1))
+    window = padded[index]  # (M, K, C_in)
     group_in = m.in_channels // m.groups
     first = (co // (m.out_channels // m.groups)) * group_in
     channels = first.unsqueeze(1) + torch.arange(group_in, device=a.device)  # (M, C_in/g)
@@ -247,7 +256,9 @@ def _back_conv(call: _Call, points: Tensor) -> Tensor:
     weight = m.weight.to(a.dtype)[co].flatten(2)  # (M, C_in/g, K)
     contrib = torch.einsum("mkc,mck->mc", window, weight)
     channel = first + contrib.argmax(1)
-    centre = torch.tensor([dilation[d] * ((kernel[d] - 1) // 2) - left[d] for d in range(dims)], device=a.device)
+    centre = torch.tensor(
+        [dilation[d] * ((kernel[d] - 1) // 2) - left[d] for d in range(dims)], device=a.device
+    )
     location = pos * torch.tensor(stride, device=a.device) + centre
     location = torch.minimum(location.clamp(min=0), torch.tensor(spatial, device=a.device) - 1)
     return torch.cat([n.unsqueeze(1), channel.unsqueeze(1), location], 1)
@@ -312,7 +323,11 @@ def fixation_density(
     maps = torch.zeros(len(points), 1, *size, dtype=dtype, device=device)
     for i, p in enumerate(points):
         if p.numel():
-            maps[i, 0].view(-1).index_put_((_ravel(p, size),), torch.ones(p.shape[0], dtype=dtype, device=device), accumulate=True)
+            maps[i, 0].view(-1).index_put_(
+                (_ravel(p, size),),
+                torch.ones(p.shape[0], dtype=dtype, device=device),
+                accumulate=True,
+            )
     if sigma == 0:
         return maps
     radius = max(1, math.ceil(3 * sigma))
@@ -433,11 +448,19 @@ class CNNFixations(Attribution):
         """
         x = check_inputs(unwrap_meta(inputs))
         if outlier_radius is not None and (
-            isinstance(outlier_radius, bool) or not isinstance(outlier_radius, (int, float)) or outlier_radius <= 0
+            isinstance(outlier_radius, bool)
+            or not isinstance(outlier_radius, (int, float))
+            or outlier_radius <= 0
         ):
             raise ValueError(f"outlier_radius must be a number > 0 or None, got {outlier_radius!r}")
-        if isinstance(outlier_fraction, bool) or not isinstance(outlier_fraction, (int, float)) or not 0 <= outlier_fraction < 1:
-            raise ValueError(f"outlier_fraction must be a number in [0, 1), got {outlier_fraction!r}")
+        if (
+            isinstance(outlier_fraction, bool)
+            or not isinstance(outlier_fraction, (int, float))
+            or not 0 <= outlier_fraction < 1
+        ):
+            raise ValueError(
+                f"outlier_fraction must be a number in [0, 1), got {outlier_fraction!r}"
+            )
         args = format_additional_args(additional_forward_args)
         model = self.forward_func
         assert isinstance(model, nn.Module)
@@ -446,13 +469,17 @@ class CNNFixations(Attribution):
         with torch.no_grad():
             output, calls = _trace(model, x, args)
             if output.dim() != 2:
-                raise ValueError(f"CNN Fixations needs a model output of shape (N, K), got {tuple(output.shape)}")
+                raise ValueError(
+                    f"CNN Fixations needs a model output of shape (N, K), got {tuple(output.shape)}"
+                )
             targets = per_sample_target(target, n, output)
             if targets is None:
                 targets = torch.zeros(n, dtype=torch.long, device=output.device)
             elif not isinstance(targets, Tensor):
                 raise ValueError(f"CNN Fixations needs integer class targets, got {target!r}")
-            start = torch.stack([torch.arange(n, device=output.device), targets.to(output.device)], 1)
+            start = torch.stack(
+                [torch.arange(n, device=output.device), targets.to(output.device)], 1
+            )
             points = _backtrack(calls, start)
             if points.shape[1] != x.dim():
                 raise NotImplementedError(
@@ -463,11 +490,12 @@ class CNNFixations(Attribution):
             if outlier_radius is not None:
                 diagonal = math.sqrt(sum(s * s for s in x.shape[2:]))
                 per_example = [
-                    _remove_outliers(p, outlier_radius * diagonal, outlier_fraction) for p in per_example
+                    _remove_outliers(p, outlier_radius * diagonal, outlier_fraction)
+                    for p in per_example
                 ]
         return per_example
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
