@@ -275,12 +275,14 @@ def _backtrack(calls: list[_Call], points: Tensor) -> Tensor:
             flat = _ravel(points[:, 1:], tuple(call.output.shape[1:]))
             points = torch.cat([points[:, :1], _unravel(flat, tuple(call.input.shape[1:]))], 1)
         elif isinstance(m, nn.Linear):
-            prev = calls[i - 1] if i > 0 else None
+            j = i - 1  # look past element-wise layers (e.g. dropout) for a flattened map
+            while j >= 0 and isinstance(calls[j].module, _INDEX_PRESERVING):
+                j -= 1
             from_map = (
-                prev is not None
-                and isinstance(prev.module, _RESHAPE)
-                and prev.input.dim() > 2
-                and prev.input[0, 0].numel() > 1
+                j >= 0
+                and isinstance(calls[j].module, _RESHAPE)
+                and calls[j].input.dim() > 2
+                and calls[j].input[0, 0].numel() > 1
             )
             points = _back_linear(call, points, single=from_map)
         elif isinstance(m, _CONV):

@@ -68,6 +68,7 @@ def flatten_net(dims: int, size: int = 12) -> nn.Sequential:
             peaked_conv(dims, 2, 2, padding=1, stride=2),
             nn.ReLU(),
             nn.Flatten(),
+            nn.Dropout(0.5),
             positive_linear(2 * (size // 4) ** dims, 3),
             nn.ReLU(),
             positive_linear(3, 2),
