@@ -6,11 +6,11 @@ the explanations are. Methods are Captum ``Attribution`` subclasses.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from captum_medcam.attr import ScoreCAM, ScoreCAM3D
+from captum_medcam.attr import CRM, CRM3D, CNNFixations, ScoreCAM, ScoreCAM3D
 
 try:
     __version__ = version("captum-medcam")
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["ScoreCAM", "ScoreCAM3D", "__version__"]
+__all__ = ["CRM", "CRM3D", "CNNFixations", "ScoreCAM", "ScoreCAM3D", "__version__"]
