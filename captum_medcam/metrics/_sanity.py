@@ -141,8 +141,9 @@ def _default_layers(model: nn.Module, x: Tensor, args: tuple[Any, ...], n: int) 
     order = [names[i] for i in reversed(called)]
     skipped = [name for name in order if not _resettable(modules[name])]
     if skipped:
+        shown = [name or f"{type(model).__name__} (the model itself, name '')" for name in skipped]
         warnings.warn(
-            f"modules {skipped} hold parameters but have no reset_parameters(); they are not "
+            f"modules {shown} hold parameters but have no reset_parameters(); they are not "
             "randomised. Name their parents in layers= with a reinit= function to include them.",
             UserWarning,
             stacklevel=3,
