@@ -53,7 +53,12 @@ def _check_pair(attributions: object, masks: object) -> tuple[Tensor, Tensor]:
     if not bool(torch.isfinite(a).all()):
         raise ValueError("attributions contain NaN or inf values")
     n, spatial = a.shape[0], tuple(a.shape[2:])
-    if m.dim() != a.dim() or m.shape[1] != 1 or m.shape[0] not in (1, n) or tuple(m.shape[2:]) != spatial:
+    if (
+        m.dim() != a.dim()
+        or m.shape[1] != 1
+        or m.shape[0] not in (1, n)
+        or tuple(m.shape[2:]) != spatial
+    ):
         hint = ""
         if tuple(m.shape[-len(spatial) :]) == spatial and m.dim() == a.dim() - 1:
             hint = "; add the channel dim with masks.unsqueeze(1)"
@@ -122,7 +127,7 @@ def dilate_mask(masks: Tensor, radius: float) -> Tensor:
     """
     if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius >= 0:
         raise ValueError(f"the tolerance (radius) must be a number >= 0 in voxels, got {radius!r}")
-    r = int(math.floor(radius))
+    r = math.floor(radius)
     if r == 0:
         return masks
     dist = torch.zeros(masks.shape, dtype=torch.float32, device=masks.device)
@@ -393,7 +398,9 @@ def attribution_iou(
         >>> attribution_iou(maps, mask, top_k_percent=50)
         tensor([0.5000])
     """
-    both, selected, inside, empty = _overlap(attributions, masks, threshold, top_k_percent, empty_mask)
+    both, selected, inside, empty = _overlap(
+        attributions, masks, threshold, top_k_percent, empty_mask
+    )
     union = selected + inside - both
     return _with_nan(both / union.clamp(min=1), empty)
 
@@ -432,5 +439,7 @@ def attribution_dice(
         >>> attribution_dice(maps, mask, top_k_percent=50)
         tensor([0.6667])
     """
-    both, selected, inside, empty = _overlap(attributions, masks, threshold, top_k_percent, empty_mask)
+    both, selected, inside, empty = _overlap(
+        attributions, masks, threshold, top_k_percent, empty_mask
+    )
     return _with_nan(2 * both / (selected + inside).clamp(min=1), empty)

@@ -84,7 +84,9 @@ def _build_explainer(
             f"model -> attribution object, got {type(explainer).__name__}"
         )
     if not callable(getattr(obj, "attribute", None)):
-        raise TypeError(f"the explainer built a {type(obj).__name__}, which has no attribute() method")
+        raise TypeError(
+            f"the explainer built a {type(obj).__name__}, which has no attribute() method"
+        )
     inside = _module_ids(model)
     forward = getattr(obj, "forward_func", None)
     owners: list[Any] = [getattr(forward, "__self__", forward)]
@@ -103,7 +105,9 @@ def _build_explainer(
 
 def _get_module(model: nn.Module, name: str) -> nn.Module:
     if not isinstance(name, str):
-        raise TypeError(f"layer names must be dotted strings such as 'layer4.1.conv2', got {name!r}")
+        raise TypeError(
+            f"layer names must be dotted strings such as 'layer4.1.conv2', got {name!r}"
+        )
     try:
         return model.get_submodule(name)
     except AttributeError:
@@ -133,7 +137,10 @@ def _default_layers(model: nn.Module, x: Tensor, args: tuple[Any, ...], n: int) 
     handles = [m.register_forward_pre_hook(record) for m in model.modules() if _own_parameters(m)]
     try:
         with torch.no_grad():
-            model(x[:1], *index_additional_args(args, torch.zeros(1, dtype=torch.long, device=x.device), n))
+            model(
+                x[:1],
+                *index_additional_args(args, torch.zeros(1, dtype=torch.long, device=x.device), n),
+            )
     finally:
         for h in handles:
             h.remove()
@@ -150,7 +157,9 @@ def _default_layers(model: nn.Module, x: Tensor, args: tuple[Any, ...], n: int) 
         )
     order = [name for name in order if name not in skipped]
     if not order:
-        raise ValueError("the model has no module with parameters and reset_parameters() to randomise")
+        raise ValueError(
+            "the model has no module with parameters and reset_parameters() to randomise"
+        )
     return order
 
 
@@ -207,11 +216,15 @@ def _attribute(
         kwargs = dict(attribute_kwargs)
         if additional_forward_args is not None:
             kwargs["additional_forward_args"] = index_additional_args(args, index, n)
-        out = obj.attribute(x[start : start + chunk], target=_index_target(target, index, n), **kwargs)
+        out = obj.attribute(
+            x[start : start + chunk], target=_index_target(target, index, n), **kwargs
+        )
         if isinstance(out, tuple) and len(out) == 1:
             out = out[0]
         if not isinstance(out, Tensor):
-            raise TypeError(f"{type(obj).__name__}.attribute returned a {type(out).__name__}, not a tensor")
+            raise TypeError(
+                f"{type(obj).__name__}.attribute returned a {type(out).__name__}, not a tensor"
+            )
         pieces.append(unwrap_meta(out).detach())
     maps = torch.cat(pieces)
     if maps.dim() != x.dim() or maps.shape[0] != n:
@@ -238,7 +251,10 @@ def normalized_ssim(a: Tensor, b: Tensor) -> Tensor:
     return structural_similarity(minmax_normalize(a)[0], minmax_normalize(b)[0], data_range=1.0)
 
 
-_MEASURES: dict[str, SimilarityFunc] = {"spearman": spearman_rank_correlation, "ssim": normalized_ssim}
+_MEASURES: dict[str, SimilarityFunc] = {
+    "spearman": spearman_rank_correlation,
+    "ssim": normalized_ssim,
+}
 
 
 def _measures(similarity: Iterable[str | SimilarityFunc]) -> dict[str, SimilarityFunc]:
@@ -248,7 +264,9 @@ def _measures(similarity: Iterable[str | SimilarityFunc]) -> dict[str, Similarit
     for s in similarity:
         if isinstance(s, str):
             if s not in _MEASURES:
-                raise ValueError(f"unknown similarity {s!r}; use 'spearman', 'ssim' or a function (a, b) -> (N,)")
+                raise ValueError(
+                    f"unknown similarity {s!r}; use 'spearman', 'ssim' or a function (a, b) -> (N,)"
+                )
             out[s] = _MEASURES[s]
         elif callable(s):
             out[getattr(s, "__name__", type(s).__name__)] = s
@@ -260,8 +278,12 @@ def _measures(similarity: Iterable[str | SimilarityFunc]) -> dict[str, Similarit
 
 
 def _seeds(generator: torch.Generator | int | None, count: int) -> list[int]:
-    if isinstance(generator, bool) or not (generator is None or isinstance(generator, (int, torch.Generator))):
-        raise TypeError(f"generator must be a torch.Generator, an int seed or None, got {generator!r}")
+    if isinstance(generator, bool) or not (
+        generator is None or isinstance(generator, (int, torch.Generator))
+    ):
+        raise TypeError(
+            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
+        )
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
     return torch.randint(0, 2**62, (count,), generator=generator).tolist()
@@ -386,12 +408,18 @@ def model_parameter_randomization(
         (('4', '0'), torch.Size([2, 2]))
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module (it is deep-copied), got {type(model).__name__}")
+        raise TypeError(
+            f"model must be a torch.nn.Module (it is deep-copied), got {type(model).__name__}"
+        )
     if mode not in ("cascading", "independent"):
         raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
     x = check_inputs(unwrap_meta(inputs))
     n = x.shape[0]
-    chunk = n if max_examples_per_batch is None else check_positive_int(max_examples_per_batch, "max_examples_per_batch")
+    chunk = (
+        n
+        if max_examples_per_batch is None
+        else check_positive_int(max_examples_per_batch, "max_examples_per_batch")
+    )
     measures = _measures(similarity)
     reinit = _reset if reinit is None else reinit
     attribute_kwargs = dict(attribute_kwargs or {})
@@ -409,10 +437,14 @@ def model_parameter_randomization(
             raise ValueError("layers is empty; give at least one module name, or None for all")
     modules = [_get_module(work, name) for name in names]
     seeds = _seeds(generator, len(names))
-    trained = {k: v.clone() for k, v in work.state_dict().items()} if mode == "independent" else None
+    trained = (
+        {k: v.clone() for k, v in work.state_dict().items()} if mode == "independent" else None
+    )
 
     def run() -> Tensor:
-        return _attribute(obj, x, target, additional_forward_args, attribute_kwargs, chunk, upsample)
+        return _attribute(
+            obj, x, target, additional_forward_args, attribute_kwargs, chunk, upsample
+        )
 
     original = run()
     scores: dict[str, list[Tensor]] = {name: [] for name in measures}

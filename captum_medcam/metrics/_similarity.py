@@ -28,9 +28,13 @@ def _float_tensor(value: object, name: str) -> Tensor:
 def _check_same(a: object, b: object) -> tuple[Tensor, Tensor]:
     a, b = _float_tensor(a, "a"), _float_tensor(b, "b")
     if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+        raise ValueError(
+            f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.dim() < 2 or a[0].numel() == 0:
-        raise ValueError(f"a and b must be shaped (N, ...) with at least one value each, got {tuple(a.shape)}")
+        raise ValueError(
+            f"a and b must be shaped (N, ...) with at least one value each, got {tuple(a.shape)}"
+        )
     return a, b
 
 
@@ -161,8 +165,15 @@ def structural_similarity(
     """
     a, b = _check_same(a, b)
     if not 3 <= a.dim() <= 5:
-        raise ValueError(f"a and b must be shaped (N, C, *S) with 1 to 3 spatial dims, got {tuple(a.shape)}")
-    if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1 or window_size % 2 == 0:
+        raise ValueError(
+            f"a and b must be shaped (N, C, *S) with 1 to 3 spatial dims, got {tuple(a.shape)}"
+        )
+    if (
+        isinstance(window_size, bool)
+        or not isinstance(window_size, int)
+        or window_size < 1
+        or window_size % 2 == 0
+    ):
         raise ValueError(f"window_size must be an odd int >= 1, got {window_size!r}")
     if not data_range > 0 or not sigma > 0:
         raise ValueError(f"data_range and sigma must be > 0, got {data_range!r} and {sigma!r}")

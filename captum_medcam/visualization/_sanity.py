@@ -62,7 +62,9 @@ def plot_randomization(
     names = list(result.similarity) if measures is None else list(measures)
     unknown = [m for m in names if m not in result.similarity]
     if unknown:
-        raise ValueError(f"measures {unknown} are not in the result, which has {list(result.similarity)}")
+        raise ValueError(
+            f"measures {unknown} are not in the result, which has {list(result.similarity)}"
+        )
     import matplotlib.pyplot as plt
 
     if ax is None:
