@@ -69,7 +69,7 @@ def plot_randomization(
 
     if ax is None:
         width = max(4.0, 0.45 * (len(result.layers) + 1) + 2)
-        _, ax = plt.subplots(figsize=(width, 3.5))
+        _, ax = plt.subplots(figsize=(width, 4.0), layout="constrained")
     x = list(range(len(result.layers) + 1))
     for name in names:
         values = result.similarity[name].detach().to("cpu", torch.float64)  # (L, N)
