@@ -1,11 +1,13 @@
 """captum_medcam: explain 2D and 3D medical image classifiers, and measure how faithful
-the explanations are. Methods are Captum ``Attribution`` subclasses.
+the explanations are. Methods are Captum ``Attribution`` subclasses; metrics are plain
+functions in :mod:`captum_medcam.metrics`, as in :mod:`captum.metrics`.
 
 >>> from captum_medcam import ScoreCAM3D
 """
 
 from importlib.metadata import PackageNotFoundError, version
 
+from captum_medcam import attr, data, metrics, visualization
 from captum_medcam.attr import CRM, CRM3D, CNNFixations, ScoreCAM, ScoreCAM3D
 
 try:
@@ -13,4 +15,15 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0+unknown"
 
-__all__ = ["CRM", "CRM3D", "CNNFixations", "ScoreCAM", "ScoreCAM3D", "__version__"]
+__all__ = [
+    "CRM",
+    "CRM3D",
+    "CNNFixations",
+    "ScoreCAM",
+    "ScoreCAM3D",
+    "__version__",
+    "attr",
+    "data",
+    "metrics",
+    "visualization",
+]

@@ -1,5 +1,6 @@
 """Figures and reports. matplotlib is imported inside the functions, not here."""
 
+from captum_medcam.visualization._sanity import plot_randomization
 from captum_medcam.visualization._slices import plot_slices
 
-__all__ = ["plot_slices"]
+__all__ = ["plot_randomization", "plot_slices"]
