@@ -190,7 +190,9 @@ def _split_batch(batch: Any, image_key: str, label_key: str) -> tuple[Tensor, An
     """``(images, labels)`` from a MONAI dict batch or an ``(images, labels, ...)`` tuple."""
     if isinstance(batch, Mapping):
         if image_key not in batch:
-            raise KeyError(f"image_key {image_key!r} is not in the batch; its keys are {sorted(map(str, batch))}")
+            raise KeyError(
+                f"image_key {image_key!r} is not in the batch; its keys are {sorted(map(str, batch))}"
+            )
         return batch[image_key], batch.get(label_key)
     if isinstance(batch, (tuple, list)) and len(batch) >= 1:
         return batch[0], batch[1] if len(batch) > 1 else None
@@ -213,7 +215,9 @@ def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any
             return t.reshape(n).long()
         if t.dim() >= 2 and t.shape[0] == n:  # one-hot or scores
             return t.reshape(n, -1).argmax(1)
-        raise ValueError(f"labels of shape {tuple(t.shape)} do not give one class per example ({n})")
+        raise ValueError(
+            f"labels of shape {tuple(t.shape)} do not give one class per example ({n})"
+        )
     if isinstance(target, str):
         raise ValueError(f"target must be 'pred', 'label' or a Captum target, got {target!r}")
     return target
@@ -309,7 +313,7 @@ def evaluate_dataset(
         ...                widen_factor=0.25).eval()
         >>> data = [{"image": torch.randn(1, 16, 16, 16), "label": 1} for _ in range(3)]
         >>> mean_map = lambda f, x, a, target=None, additional_forward_args=None: a.flatten(1).mean(1)
-        >>> result = evaluate_dataset(net, ScoreCAM3D(net, net.layer4), data,
+        >>> result = evaluate_dataset(net, ScoreCAM3D(net, net.layer2), data,
         ...                           {"mean_map": mean_map}, show_progress=False)
         >>> result.values["mean_map"].shape
         torch.Size([3])
@@ -336,10 +340,6 @@ def evaluate_dataset(
     rank, world_size = _world()
     indices = list(range(rank, len(dataset), world_size))
     shard: Dataset[Any] = Subset(dataset, indices)
-    if collate_fn is None:
-        from monai.data import list_data_collate
-
-        collate_fn = list_data_collate
     loader: Iterable[Any] = DataLoader(
         shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn, shuffle=False
     )
@@ -365,7 +365,9 @@ def evaluate_dataset(
         parts["__target__"].append(tt)
 
     local = {
-        name: torch.cat(vals) if vals else torch.empty(0, dtype=torch.long if name == "__target__" else torch.float32)
+        name: torch.cat(vals)
+        if vals
+        else torch.empty(0, dtype=torch.long if name == "__target__" else torch.float32)
         for name, vals in parts.items()
     }
     local["__index__"] = torch.tensor(indices, dtype=torch.long)
@@ -379,7 +381,9 @@ def evaluate_dataset(
     )
 
 
-def run_distributed(function: Callable[..., Any], *args: Any, backend: str | None = None, **kwargs: Any) -> Any:
+def run_distributed(
+    function: Callable[..., Any], *args: Any, backend: str | None = None, **kwargs: Any
+) -> Any:
     """Call ``function(*args, **kwargs)`` inside a ``torch.distributed`` process group.
 
     Made for ``torchrun --nproc_per_node=N script.py``: the group is set up from the

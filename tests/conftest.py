@@ -82,7 +82,9 @@ def mean_map_metric(forward_func, inputs, attributions, target=None, additional_
     return attributions.flatten(1).mean(1)
 
 
-def masked_score_metric(forward_func, inputs, attributions, target=None, additional_forward_args=None):
+def masked_score_metric(
+    forward_func, inputs, attributions, target=None, additional_forward_args=None
+):
     """A stand-in metric that uses the model: the target's softmax probability on the input
     multiplied by the min-max normalised map, (N,)."""
     flat = attributions.flatten(1)

@@ -78,7 +78,9 @@ class MedMNIST3D(Dataset[Any]):
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
         if size not in _SIZES:
-            raise ValueError(f"size must be one of {list(_SIZES)} for the 3D data sets, got {size!r}")
+            raise ValueError(
+                f"size must be one of {list(_SIZES)} for the 3D data sets, got {size!r}"
+            )
         import medmnist
         from medmnist.info import DEFAULT_ROOT, INFO
 

@@ -62,7 +62,10 @@ def test_handler_reports_mean_and_std(decollate, make_attribution, target, toy_m
     net.train()  # as during training, when a ValidationHandler runs the evaluator
     running_mean = net.bn1.running_mean.clone()
     evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=loader(data, 2), network=net, decollate=decollate
+        device=torch.device("cpu"),
+        val_data_loader=loader(data, 2),
+        network=net,
+        decollate=decollate,
     )
     handler = AttributionHandler(make_attribution(net), toy_metrics, target=target)
     handler.attach(evaluator)
@@ -104,9 +107,14 @@ def test_handler_errors():
         AttributionHandler(ScoreCAM3D(net, net.layer2), {"m": 3})
     with pytest.raises(ValueError, match="metrics is empty"):
         AttributionHandler(ScoreCAM3D(net, net.layer2), {})
-    handler = AttributionHandler(ScoreCAM3D(net, net.layer2), {"m": mean_map_metric}, image_key="img")
+    handler = AttributionHandler(
+        ScoreCAM3D(net, net.layer2), {"m": mean_map_metric}, image_key="img"
+    )
     evaluator = SupervisedEvaluator(
-        device=torch.device("cpu"), val_data_loader=loader(samples(2), 2), network=net, decollate=False
+        device=torch.device("cpu"),
+        val_data_loader=loader(samples(2), 2),
+        network=net,
+        decollate=False,
     )
     handler.attach(evaluator)
     with pytest.raises(KeyError, match="image_key 'img' is not in the engine's output"):

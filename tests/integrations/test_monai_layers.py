@@ -23,7 +23,9 @@ def test_get_layer_by_dotted_name():
 
 def test_unknown_layer_lists_close_names():
     net = nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25)
-    with pytest.raises(ValueError, match=r"ResNet has no layer named 'layr4'; close names: \['layer4'"):
+    with pytest.raises(
+        ValueError, match=r"ResNet has no layer named 'layr4'; close names: \['layer4'"
+    ):
         get_layer(net, "layr4")
     with pytest.raises(ValueError, match=r"top-level modules: \['act', 'avgpool', 'bn1'"):
         get_layer(net, "zzz")
@@ -63,12 +65,30 @@ def test_list_layers_removes_hooks_when_forward_raises():
 
 
 NETWORKS = {
-    "resnet10": (lambda: nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25), "layer4"),
-    "resnet18": (lambda: nets.resnet18(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25), "layer4"),
-    "resnet34": (lambda: nets.resnet34(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.125), "layer4"),
-    "resnet50": (lambda: nets.resnet50(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.125), "layer4"),
+    "resnet10": (
+        lambda: nets.resnet10(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25),
+        "layer4",
+    ),
+    "resnet18": (
+        lambda: nets.resnet18(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25),
+        "layer4",
+    ),
+    "resnet34": (
+        lambda: nets.resnet34(
+            spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.125
+        ),
+        "layer4",
+    ),
+    "resnet50": (
+        lambda: nets.resnet50(
+            spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.125
+        ),
+        "layer4",
+    ),
     "densenet121": (
-        lambda: nets.DenseNet121(spatial_dims=3, in_channels=1, out_channels=2, init_features=8, growth_rate=4),
+        lambda: nets.DenseNet121(
+            spatial_dims=3, in_channels=1, out_channels=2, init_features=8, growth_rate=4
+        ),
         "features.denseblock3",
     ),
     "seresnet50": (
@@ -76,7 +96,9 @@ NETWORKS = {
         "layer3",
     ),
     "efficientnet-b0": (
-        lambda: nets.EfficientNetBN("efficientnet-b0", spatial_dims=3, in_channels=1, num_classes=2, pretrained=False),
+        lambda: nets.EfficientNetBN(
+            "efficientnet-b0", spatial_dims=3, in_channels=1, num_classes=2, pretrained=False
+        ),
         "_blocks.4",
     ),
 }
@@ -93,7 +115,9 @@ def test_maps_on_monai_networks(name):
     layer = get_layer(net, layer_name)
     shapes = {i.name: i.output_shape for i in list_layers(net, (1, 1, 32, 32, 32))}
     assert shapes[layer_name][2:] == (2, 2, 2)
-    image = MetaTensor(torch.rand(1, 32, 32, 32), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0])))
+    image = MetaTensor(
+        torch.rand(1, 32, 32, 32), affine=torch.diag(torch.tensor([2.0, 2.0, 2.0, 1.0]))
+    )
     methods = [LayerGradCam(net, layer)]
     if name in ("resnet10", "densenet121"):  # Score-CAM costs one forward per channel
         methods.append(ScoreCAM3D(net, layer))

@@ -101,9 +101,14 @@ def test_gradient_method_works_without_grad(context):
 def test_missing_keys_are_named():
     model = small_cnn(3, in_channels=1)
     explain = Attributiond("image", ScoreCAM3D(model, model[4]), target="label")
-    with pytest.raises(KeyError, match=r"image key 'image' is not in the data dict; its keys are \['img', 'label'\]"):
+    with pytest.raises(
+        KeyError,
+        match=r"image key 'image' is not in the data dict; its keys are \['img', 'label'\]",
+    ):
         explain({"img": meta_image(), "label": 0})
-    with pytest.raises(KeyError, match=r"target key 'label' is not in the data dict; its keys are \['image'\]"):
+    with pytest.raises(
+        KeyError, match=r"target key 'label' is not in the data dict; its keys are \['image'\]"
+    ):
         explain({"image": meta_image()})
     out = Attributiond(["image", "other"], ScoreCAM3D(model, model[4]), 0, allow_missing_keys=True)(
         {"image": meta_image()}

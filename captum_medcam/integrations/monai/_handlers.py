@@ -60,11 +60,12 @@ class AttributionHandler:
         >>> from captum_medcam import ScoreCAM3D
         >>> from captum_medcam.integrations.monai import AttributionHandler
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25)
-        >>> data = [{"image": torch.randn(1, 16, 16, 16), "label": torch.tensor(1)}] * 2
+        >>> data = torch.utils.data.DataLoader(
+        ...     [{"image": torch.randn(1, 16, 16, 16), "label": torch.tensor(1)}] * 2, batch_size=2)
         >>> mean_map = lambda f, x, a, target=None, additional_forward_args=None: a.flatten(1).mean(1)
         >>> evaluator = SupervisedEvaluator(device=torch.device("cpu"), val_data_loader=data,
         ...                                 network=net, decollate=False)
-        >>> AttributionHandler(ScoreCAM3D(net, net.layer4), {"mean_map": mean_map}).attach(evaluator)
+        >>> AttributionHandler(ScoreCAM3D(net, net.layer2), {"mean_map": mean_map}).attach(evaluator)
         >>> evaluator.run()
         >>> sorted(evaluator.state.metrics)
         ['mean_map', 'mean_map_std']
@@ -115,7 +116,9 @@ class AttributionHandler:
         with context:
             target = batch_target(self.target, labels, preds, images.shape[0])
             maps = attribute_batch(self.attribution, images, target, **self.attribute_kwargs)
-            values = apply_metrics(self.metrics, self.attribution.forward_func, images, maps, target)
+            values = apply_metrics(
+                self.metrics, self.attribution.forward_func, images, maps, target
+            )
         for name, value in values.items():
             self._parts.setdefault(name, []).append(value)
 
@@ -123,11 +126,17 @@ class AttributionHandler:
         """Images, predictions and labels of a batch, collated or decollated (a list of dicts)."""
         if isinstance(output, (list, tuple)) and output and isinstance(output[0], Mapping):
             rows = list(output)
-            stack = {k: [r.get(k) for r in rows] for k in (self.image_key, self.pred_key, self.label_key)}
+            stack = {
+                k: [r.get(k) for r in rows] for k in (self.image_key, self.pred_key, self.label_key)
+            }
             if any(v is None for v in stack[self.image_key]):
-                raise KeyError(f"image_key {self.image_key!r} is missing from the engine's output items")
+                raise KeyError(
+                    f"image_key {self.image_key!r} is missing from the engine's output items"
+                )
             collated = {
-                k: torch.stack([torch.as_tensor(v) for v in vals]) if all(v is not None for v in vals) else None
+                k: torch.stack([torch.as_tensor(v) for v in vals])
+                if all(v is not None for v in vals)
+                else None
                 for k, vals in stack.items()
             }
             return collated[self.image_key], collated[self.pred_key], collated[self.label_key]  # type: ignore[return-value]
@@ -148,7 +157,8 @@ class AttributionHandler:
 
         world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
         local = {
-            name: torch.cat(parts) if parts else torch.empty(0) for name, parts in self._parts.items()
+            name: torch.cat(parts) if parts else torch.empty(0)
+            for name, parts in self._parts.items()
         }
         self.values = gather_values(local, world)
         for name, value in self.values.items():

@@ -84,14 +84,16 @@ def list_layers(
         >>> from monai.networks.nets import resnet10
         >>> from captum_medcam.integrations.monai import list_layers
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
-        >>> {i.name: i.output_shape for i in list_layers(net, (1, 1, 64, 64, 64))}["layer4"]
+        >>> {i.name: i.output_shape for i in list_layers(net, (1, 1, 32, 32, 32))}["layer4"]
         (1, 512, 2, 2, 2)
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     shape = tuple(int(s) for s in input_shape)
     if len(shape) < 3 or any(s < 1 for s in shape):
-        raise ValueError(f"input_shape must be (N, C, *spatial) with positive sizes, got {tuple(input_shape)}")
+        raise ValueError(
+            f"input_shape must be (N, C, *spatial) with positive sizes, got {tuple(input_shape)}"
+        )
     param = next(iter(model.parameters()), None)
     x = torch.zeros(
         shape,

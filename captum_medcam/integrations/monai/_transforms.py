@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from monai.config import KeysCollection
 from monai.data import MetaTensor
-from monai.transforms import InvertibleTransform, Invertd, MapTransform
+from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 from torch import Tensor
 
@@ -77,7 +77,7 @@ class Attributiond(MapTransform):
         >>> from captum_medcam.integrations.monai import Attributiond
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2,
         ...                widen_factor=0.25).eval()
-        >>> explain = Attributiond("image", ScoreCAM3D(net, net.layer4), target="label")
+        >>> explain = Attributiond("image", ScoreCAM3D(net, net.layer2), target="label")
         >>> out = explain({"image": torch.randn(1, 16, 16, 16), "label": 1})
         >>> out["image_map"].shape
         torch.Size([1, 16, 16, 16])
@@ -128,7 +128,9 @@ class Attributiond(MapTransform):
                 image = torch.as_tensor(image)
             if not image.is_floating_point():
                 image = image.float()
-            maps = attribute_batch(self.attribution, image.unsqueeze(0), target, **self.attribute_kwargs)
+            maps = attribute_batch(
+                self.attribution, image.unsqueeze(0), target, **self.attribute_kwargs
+            )
             d[map_key] = maps[0] if not isinstance(image, MetaTensor) else _with_meta(maps, image)
         return d
 
@@ -136,7 +138,9 @@ class Attributiond(MapTransform):
 def _with_meta(maps: Tensor, image: MetaTensor) -> MetaTensor:
     """The first map of the batch as a MetaTensor with the image's metadata."""
     plain = maps.as_tensor() if isinstance(maps, MetaTensor) else maps
-    return MetaTensor(plain[0], meta=dict(image.meta), applied_operations=list(image.applied_operations))
+    return MetaTensor(
+        plain[0], meta=dict(image.meta), applied_operations=list(image.applied_operations)
+    )
 
 
 class InvertAttributiond(MapTransform):
@@ -203,7 +207,9 @@ class InvertAttributiond(MapTransform):
         return self._invert(d)
 
 
-def check_invertible(value: Any, image: Any, key: Hashable = "map", orig_key: Hashable = "image") -> None:
+def check_invertible(
+    value: Any, image: Any, key: Hashable = "map", orig_key: Hashable = "image"
+) -> None:
     """Raise a clear error if the map ``value`` cannot be inverted like ``image``."""
     if not isinstance(value, MetaTensor):
         raise ValueError(
