@@ -12,6 +12,7 @@ from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 from torch import Tensor
 
+from captum_medcam.attr._checks import unwrap_meta, wrap_meta
 from captum_medcam.evaluation import attribute_batch
 
 __all__ = ["Attributiond", "InvertAttributiond"]
@@ -131,16 +132,8 @@ class Attributiond(MapTransform):
             maps = attribute_batch(
                 self.attribution, image.unsqueeze(0), target, **self.attribute_kwargs
             )
-            d[map_key] = maps[0] if not isinstance(image, MetaTensor) else _with_meta(maps, image)
+            d[map_key] = wrap_meta(unwrap_meta(maps)[0], image)
         return d
-
-
-def _with_meta(maps: Tensor, image: MetaTensor) -> MetaTensor:
-    """The first map of the batch as a MetaTensor with the image's metadata."""
-    plain = maps.as_tensor() if isinstance(maps, MetaTensor) else maps
-    return MetaTensor(
-        plain[0], meta=dict(image.meta), applied_operations=list(image.applied_operations)
-    )
 
 
 class InvertAttributiond(MapTransform):
