@@ -9,6 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from captum_medcam import attr, data, metrics, visualization
 from captum_medcam.attr import CRM, CRM3D, CNNFixations, ScoreCAM, ScoreCAM3D
+from captum_medcam.evaluation import EvaluationResult, evaluate_dataset, run_distributed
 
 try:
     __version__ = version("captum-medcam")
@@ -19,11 +20,14 @@ __all__ = [
     "CRM",
     "CRM3D",
     "CNNFixations",
+    "EvaluationResult",
     "ScoreCAM",
     "ScoreCAM3D",
     "__version__",
     "attr",
     "data",
+    "evaluate_dataset",
     "metrics",
+    "run_distributed",
     "visualization",
 ]
