@@ -1,5 +1,30 @@
 """Attribution methods: Captum ``Attribution`` subclasses for 1D, 2D and 3D inputs."""
 
+from captum_medcam.attr._grad_cam import (
+    GradCAM3D,
+    GradCAMPlusPlus,
+    GradCAMPlusPlus3D,
+    GuidedGradCAM3D,
+    HiResCAM,
+    HiResCAM3D,
+    LayerCAM,
+    LayerCAM3D,
+    XGradCAM,
+    XGradCAM3D,
+)
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
 
-__all__ = ["ScoreCAM", "ScoreCAM3D"]
+__all__ = [
+    "GradCAM3D",
+    "GradCAMPlusPlus",
+    "GradCAMPlusPlus3D",
+    "GuidedGradCAM3D",
+    "HiResCAM",
+    "HiResCAM3D",
+    "LayerCAM",
+    "LayerCAM3D",
+    "ScoreCAM",
+    "ScoreCAM3D",
+    "XGradCAM",
+    "XGradCAM3D",
+]
