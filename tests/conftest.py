@@ -51,9 +51,7 @@ def gap_linear(dims: int, in_channels: int = 2, channels: int = 5, classes: int 
 def hook_count(model: nn.Module) -> int:
     """Number of hooks registered anywhere in ``model``."""
     return sum(
-        len(m._forward_hooks)
-        + len(m._forward_pre_hooks)
-        + len(m._backward_hooks)
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     )

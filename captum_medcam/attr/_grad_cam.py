@@ -383,7 +383,7 @@ class GradCAMPlusPlus(_GradientCAM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -438,7 +438,7 @@ class GradCAMPlusPlus3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -496,7 +496,7 @@ class LayerCAM(_GradientCAM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -544,7 +544,7 @@ class LayerCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -600,7 +600,7 @@ class HiResCAM(_GradientCAM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -648,7 +648,7 @@ class HiResCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -702,7 +702,7 @@ class XGradCAM(_GradientCAM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -750,7 +750,7 @@ class XGradCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -876,7 +876,7 @@ class GradCAM3D(_CaptumGradCAM):
         torch.Size([2, 1, 32, 32, 32])
     """
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -968,7 +968,7 @@ class GuidedGradCAM3D(_CaptumGradCAM):
             )
         super().__init__(forward_func, layer, device_ids)
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
