@@ -101,6 +101,8 @@ def test_guided_gradcam3d_mode_that_cannot_work_is_an_error() -> None:
             _inputs(3), target=0, interpolate_mode="bilinear"
         )
     assert_unchanged(model, before)
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
+        GuidedGradCAM3D(lambda t: model(t), model[3])
 
 
 # ----------------------------------------------------------------------------- closed forms
@@ -210,7 +212,7 @@ def test_batch_invariance_with_per_sample_targets(method) -> None:
     model = small_cnn(dims)
     x = _inputs(dims)
     target = [2, 0, 1]
-    layer = model[4] if method in (LayerCAM, LayerCAM3D) else model[3]
+    layer = model[3]
     batch = method(model, layer).attribute(x, target=target)
     for i, t in enumerate(target):
         alone = method(model, layer).attribute(x[i : i + 1], target=t)
@@ -342,6 +344,7 @@ def test_bad_input_and_hooks_removed_after_errors(method) -> None:
 @pytest.mark.parametrize("method", ND)
 def test_nd_errors(method) -> None:
     model = small_cnn(3)
+    before = model_state(model)
     with pytest.raises(ValueError, match="'bilinear' does not work"):
         method(model, model[3]).attribute(_inputs(3), target=0, interpolate_mode="bilinear")
     with pytest.raises(ValueError, match="choose a convolutional layer"):
@@ -350,7 +353,7 @@ def test_nd_errors(method) -> None:
         method(model, nn.ReLU().eval()).attribute(_inputs(3), target=0)
     with pytest.raises(TypeError, match="layer"):
         method(model, "layer4")
-    assert_unchanged(model, (model_state(model)[0], model_state(model)[1]))
+    assert_unchanged(model, before)
 
 
 def test_training_mode_warns_and_is_left_alone() -> None:
