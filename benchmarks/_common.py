@@ -49,7 +49,9 @@ def interleaved(methods: dict[str, Callable[[], Any]], rounds: int) -> dict[str,
 
     A method that raises is recorded with its error message and not run again.
     """
-    stats: dict[str, dict[str, Any]] = {k: {"cpu": [], "mb": [], "error": None, "result": None} for k in methods}
+    stats: dict[str, dict[str, Any]] = {
+        k: {"cpu": [], "mb": [], "error": None, "result": None} for k in methods
+    }
     for _ in range(rounds):
         for name, fn in methods.items():
             if stats[name]["error"] is not None:

@@ -15,13 +15,12 @@ import sys
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import interleaved  # noqa: E402  (sets OMP_WAIT_POLICY first)
+import torch
 
-import torch  # noqa: E402
-
-from captum_medcam import ScoreCAM, ScoreCAM3D  # noqa: E402
-from captum_medcam.attr._cam import minmax_normalize, resize  # noqa: E402
-from captum_medcam.attr._score_cam import _distinct_masks  # noqa: E402
+from benchmarks._common import interleaved
+from captum_medcam import ScoreCAM, ScoreCAM3D
+from captum_medcam.attr._cam import minmax_normalize, resize
+from captum_medcam.attr._score_cam import _distinct_masks
 
 
 def count_forwards(model, layer, x) -> tuple[int, int, int]:
@@ -61,7 +60,9 @@ def torchcam_fn(model, layer_name, x, target, bs):
     def run():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with TorchcamScoreCAM(model, layer_name, batch_size=bs, input_shape=tuple(x.shape[1:])) as cam:
+            with TorchcamScoreCAM(
+                model, layer_name, batch_size=bs, input_shape=tuple(x.shape[1:])
+            ) as cam:
                 with torch.no_grad():
                     out = model(x)
                 return cam(class_idx=target, scores=out)
@@ -89,19 +90,23 @@ def case(title, model, layer, layer_name, x, target, rounds, ppe_values, torchca
     ours_cls = ScoreCAM3D if x.dim() == 5 else ScoreCAM
     methods = {}
     for ppe in ppe_values:
-        methods[f"captum_medcam ppe={ppe}"] = (
-            lambda ppe=ppe: ours_cls(model, layer).attribute(x, target=target, perturbations_per_eval=ppe)
+        methods[f"captum_medcam ppe={ppe}"] = lambda ppe=ppe: ours_cls(model, layer).attribute(
+            x, target=target, perturbations_per_eval=ppe
         )
-    methods[f"limit ({distinct} fwd, chunk {ppe_values[0]})"] = limit_fn(model, layer, x, target, ppe_values[0])
+    methods[f"limit ({distinct} fwd, chunk {ppe_values[0]})"] = limit_fn(
+        model, layer, x, target, ppe_values[0]
+    )
     for bs in torchcam_bs:
         methods[f"torchcam bs={bs}"] = torchcam_fn(model, layer_name, x, target, bs)
     if with_pgc:
         methods["pytorch-grad-cam bs=16"] = pgc_fn(model, layer, x, target, 16)
     stats = interleaved(methods, rounds)
     limit = next(v["median"] for n, v in stats.items() if n.startswith("limit"))
-    print(f"\n### {title}: layer {layer_name} map {tuple(count_layer_shape(model, layer, x))}, "
-          f"{k} channels, {live} non-constant, {distinct} distinct masks -> {distinct} forwards "
-          f"({k - distinct} saved)")
+    print(
+        f"\n### {title}: layer {layer_name} map {tuple(count_layer_shape(model, layer, x))}, "
+        f"{k} channels, {live} non-constant, {distinct} distinct masks -> {distinct} forwards "
+        f"({k - distinct} saved)"
+    )
     print(f"{'method':38s} {'CPU s':>8s} {'x limit':>8s} {'peak MB':>8s}")
     for name, s in stats.items():
         if s["error"]:
@@ -123,6 +128,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="small sizes, one round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[28, 64], help="3D volume edges")
+    parser.add_argument("--no-2d", action="store_true", help="skip the 2D ResNet-18 case")
+    parser.add_argument(
+        "--trained", action="store_true", help="count forwards on the trained demo model"
+    )
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
@@ -130,19 +140,60 @@ def main() -> None:
 
     torch.manual_seed(0)
     net3d = resnet18(spatial_dims=3, n_input_channels=1, num_classes=11).eval()
-    sizes = [28] if args.quick else [28, 64]
+    sizes = [28] if args.quick else args.sizes
     for s in sizes:
         x = torch.randn(1, 1, s, s, s)
-        case(f"MONAI 3D ResNet-18, {s}^3", net3d, net3d.layer4, "layer4", x, 3, rounds,
-             [16, 64], [32, 64], with_pgc=False)
+        case(
+            f"MONAI 3D ResNet-18, {s}^3",
+            net3d,
+            net3d.layer4,
+            "layer4",
+            x,
+            3,
+            rounds,
+            [16, 64],
+            [32, 64],
+            with_pgc=False,
+        )
         # pytorch-grad-cam's Score-CAM on a volume: print its error.
-        err = interleaved({"pytorch-grad-cam 3D": pgc_fn(net3d, net3d.layer4, x, 3, 16)}, 1)["pytorch-grad-cam 3D"]
+        err = interleaved({"pytorch-grad-cam 3D": pgc_fn(net3d, net3d.layer4, x, 3, 16)}, 1)[
+            "pytorch-grad-cam 3D"
+        ]
         print(f"pytorch-grad-cam ScoreCAM on 5-D input: {err['error'] or 'ran'}")
-    if not args.quick:
+    if args.trained:
+        from captum_medcam._demo import train_demo_model
+        from captum_medcam.data import SyntheticLesions
+
+        model, accuracy = train_demo_model()
+        x = torch.stack([SyntheticLesions(8, size=32, seed=1)[i]["image"] for i in range(8)])
+        print(
+            f"\n### forwards saved on the trained demo model (resnet10, accuracy {accuracy:.0%}), 8 volumes"
+        )
+        for name in ("layer2", "layer3", "layer4"):
+            layer = getattr(model, name)
+            counts = [count_forwards(model, layer, x[i : i + 1]) for i in range(8)]
+            k = counts[0][0]
+            live = sum(c[1] for c in counts) / 8
+            distinct = sum(c[2] for c in counts) / 8
+            print(
+                f"{name}: {k} channels, mean {live:.1f} non-constant, {distinct:.1f} distinct masks "
+                f"-> {distinct:.1f} forwards per volume ({1 - distinct / k:.0%} saved)"
+            )
+    if not args.quick and not args.no_2d:
         net2d = resnet18(spatial_dims=2, n_input_channels=3, num_classes=11).eval()
         x2 = torch.randn(1, 3, 224, 224)
-        case("MONAI 2D ResNet-18, 224^2", net2d, net2d.layer4, "layer4", x2, 3, rounds,
-             [16, 64], [32], with_pgc=True)
+        case(
+            "MONAI 2D ResNet-18, 224^2",
+            net2d,
+            net2d.layer4,
+            "layer4",
+            x2,
+            3,
+            rounds,
+            [16, 64],
+            [32],
+            with_pgc=True,
+        )
 
 
 if __name__ == "__main__":

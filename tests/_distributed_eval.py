@@ -12,9 +12,9 @@ import sys
 import time
 
 import torch
-from tests.conftest import masked_score_metric, mean_map_metric, small_cnn
 
 from captum_medcam import ScoreCAM3D, evaluate_dataset, run_distributed
+from tests.conftest import masked_score_metric, mean_map_metric, small_cnn
 
 N_SAMPLES = 7  # odd: a padding sampler would duplicate one sample
 

@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from tests.conftest import assert_unchanged, mean_map_metric, model_state, small_cnn
 from torch.utils.data import DataLoader
 
 from captum_medcam import ScoreCAM3D, evaluate_dataset
 from captum_medcam.evaluation import attribute_batch
+from tests.conftest import assert_unchanged, mean_map_metric, model_state, small_cnn
 
 TESTS = Path(__file__).parent
 

@@ -9,7 +9,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
-from conftest import assert_unchanged, gap_linear, model_state, small_cnn
 from torch import nn
 
 from captum_medcam import (
@@ -26,6 +25,7 @@ from captum_medcam import (
 )
 from captum_medcam.attr._cam import resize
 from captum_medcam.attr._grad_cam import _GradientCAM, gradcam_plusplus_weights
+from tests.conftest import assert_unchanged, gap_linear, model_state, small_cnn
 
 ND = [GradCAMPlusPlus, LayerCAM, HiResCAM, XGradCAM]
 VOLUME = [GradCAM3D, GuidedGradCAM3D, GradCAMPlusPlus3D, LayerCAM3D, HiResCAM3D, XGradCAM3D]

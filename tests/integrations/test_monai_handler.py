@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from tests.conftest import hook_count, mean_map_metric
 from monai.engines import SupervisedEvaluator
 from monai.networks.nets import resnet10
 
 from captum_medcam import ScoreCAM3D
 from captum_medcam.evaluation import attribute_batch
 from captum_medcam.integrations.monai import AttributionHandler
+from tests.conftest import hook_count, mean_map_metric
 
 
 def bn_net() -> torch.nn.Module:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from tests.conftest import assert_unchanged, model_state, small_cnn
 from monai.data import MetaTensor
 from monai.networks import nets
 from torch import nn
@@ -13,6 +12,7 @@ from torch import nn
 from captum_medcam import ScoreCAM3D
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.integrations.monai import Attributiond, get_layer, list_layers
+from tests.conftest import assert_unchanged, model_state, small_cnn
 
 
 def test_get_layer_by_dotted_name():

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
-from tests.conftest import assert_unchanged, model_state, small_cnn
 from monai.data import MetaTensor
 from monai.transforms import (
     Compose,
@@ -24,6 +23,7 @@ from nibabel.testing import data_path
 
 from captum_medcam import ScoreCAM3D
 from captum_medcam.integrations.monai import Attributiond, InvertAttributiond
+from tests.conftest import assert_unchanged, model_state, small_cnn
 
 ANATOMICAL = os.path.join(data_path, "anatomical.nii")
 
