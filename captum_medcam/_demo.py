@@ -89,11 +89,12 @@ def run_demo(
     spacing = 1.5  # mm, so the NIfTI has a real, non-identity affine
     affine = torch.diag(torch.tensor([spacing, spacing, spacing, 1.0], dtype=torch.float64))
     volume = MetaTensor(item["image"].unsqueeze(0), affine=affine)
-    attribution = ScoreCAM3D(model, model.layer3).attribute(
-        volume, target=1, perturbations_per_eval=16
-    )
+    layer = model.get_submodule("layer3")
+    attribution = ScoreCAM3D(model, layer).attribute(volume, target=1, perturbations_per_eval=16)
+    if not isinstance(attribution, MetaTensor):  # a MetaTensor in gives a MetaTensor out
+        raise TypeError(f"expected a MetaTensor map, got {type(attribution).__name__}")
 
-    att = attribution[0, 0].as_tensor()
+    att = attribution.as_tensor()[0, 0]
     lesion = item["mask"][0]
     positive = att.clamp(min=0)
     energy = (

@@ -71,7 +71,7 @@ def plot_slices(
     axes = fig.subplots(1, 3)
     image: Any = None
     for axis, ax in enumerate(axes):
-        index = [slice(None)] * 3
+        index: list[int | slice] = [slice(None)] * 3
         index[axis] = int(center[axis])
         ax.imshow(vol[tuple(index)].numpy(), cmap="gray", origin="lower")
         image = ax.imshow(
