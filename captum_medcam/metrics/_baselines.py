@@ -57,6 +57,17 @@ def _rise_kernel1d(
     return out.to(dtype=dtype, device=device)
 
 
+def _check_blur_args(kernel_size: object, sigma: object, padding_mode: object) -> None:
+    if check_positive_int(kernel_size, "kernel_size") % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if padding_mode not in ("zeros", "reflect", "replicate"):
+        raise ValueError(
+            f"padding_mode must be 'zeros', 'reflect' or 'replicate', got {padding_mode!r}"
+        )
+
+
 def gaussian_blur(
     inputs: Tensor,
     kernel_size: int = 11,
@@ -93,15 +104,7 @@ def gaussian_blur(
         ...     torch.ones(1, 1, 16, 16, 16))
         True
     """
-    check_positive_int(kernel_size, "kernel_size")
-    if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    if padding_mode not in ("zeros", "reflect", "replicate"):
-        raise ValueError(
-            f"padding_mode must be 'zeros', 'reflect' or 'replicate', got {padding_mode!r}"
-        )
+    _check_blur_args(kernel_size, sigma, padding_mode)
     dims = inputs.dim() - 2
     if dims not in _CONV:
         raise ValueError(
@@ -138,9 +141,7 @@ def blur_baseline(
         >>> blur_baseline()(torch.randn(2, 1, 8, 8, 8)).shape
         torch.Size([2, 1, 8, 8, 8])
     """
-    gaussian_blur(
-        torch.zeros(1, 1, 1), kernel_size, sigma, padding_mode=padding_mode
-    )  # check args now
+    _check_blur_args(kernel_size, sigma, padding_mode)
 
     def blur(inputs: Tensor) -> Tensor:
         return gaussian_blur(inputs, kernel_size, sigma, padding_mode=padding_mode)

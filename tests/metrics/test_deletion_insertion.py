@@ -76,7 +76,9 @@ def rise_loop(model, img, explanation, step, n_steps, mode, substrate_fn):
         scores[i] = model(start).softmax(1)[0, c]
         if i < n_steps:
             coords = salient_order[:, step * i : step * (i + 1)]
-            start.view(1, img.shape[1], hw)[0, :, coords] = finish.reshape(1, img.shape[1], hw)[0, :, coords]
+            start.view(1, img.shape[1], hw)[0, :, coords] = finish.reshape(1, img.shape[1], hw)[
+                0, :, coords
+            ]
     return scores, (scores.sum() - scores[0] / 2 - scores[-1] / 2) / n_steps
 
 
@@ -111,7 +113,9 @@ def test_one_channel_map_moves_all_channels(dims: int) -> None:
     m = torch.arange(v + 1, dtype=torch.float64)
     torch.testing.assert_close(curve.scores[0], (v - m) * (v - m + 1))  # twice the 1-channel sum
     # a C-channel map is summed over channels: the same ranking
-    same = deletion_curve(SumModel(), x, torch.cat([x1, 2 * x1], 1), target=0, n_steps=v, score="logit")
+    same = deletion_curve(
+        SumModel(), x, torch.cat([x1, 2 * x1], 1), target=0, n_steps=v, score="logit"
+    )
     torch.testing.assert_close(same.scores, curve.scores)
 
 
@@ -129,8 +133,12 @@ def test_equals_rise_loop(dims: int, n_steps: int) -> None:
     i = insertion_curve(model, x, attr, n_steps=n_steps, baselines=blur, max_examples_per_batch=5)
     for k in range(3):
         zeros = torch.zeros_like
-        ref_d, ref_dauc = rise_loop(model, x[k : k + 1], attr[k : k + 1], step, n_steps, "del", zeros)
-        ref_i, ref_iauc = rise_loop(model, x[k : k + 1], attr[k : k + 1], step, n_steps, "ins", blur)
+        ref_d, ref_dauc = rise_loop(
+            model, x[k : k + 1], attr[k : k + 1], step, n_steps, "del", zeros
+        )
+        ref_i, ref_iauc = rise_loop(
+            model, x[k : k + 1], attr[k : k + 1], step, n_steps, "ins", blur
+        )
         torch.testing.assert_close(d.scores[k], ref_d)
         torch.testing.assert_close(i.scores[k], ref_i)
         torch.testing.assert_close(auc(d)[k], ref_dauc)
@@ -150,7 +158,9 @@ def test_good_ranking_beats_reversed(dims: int) -> None:
     kw = {"target": 0, "n_steps": 10, "score": "logit"}
     assert bool((deletion_auc(model, x, good, **kw) < deletion_auc(model, x, -good, **kw)).all())
     ins = {**kw, "baselines": 0.0}
-    assert bool((insertion_auc(model, x, good, **ins) > insertion_auc(model, x, -good, **ins)).all())
+    assert bool(
+        (insertion_auc(model, x, good, **ins) > insertion_auc(model, x, -good, **ins)).all()
+    )
 
 
 def test_batch_and_chunk_invariance(dims: int) -> None:
@@ -160,10 +170,18 @@ def test_batch_and_chunk_invariance(dims: int) -> None:
     x = torch.randn(3, 1, *shape, dtype=torch.float64)
     attr = torch.randn(3, 1, *shape, dtype=torch.float64)
     target = torch.tensor([2, 0, 1])
-    kw = {"n_steps": 7, "deletion_baselines": mean_baseline(), "insertion_baselines": blur_baseline(3, 1.0)}
+    kw = {
+        "n_steps": 7,
+        "deletion_baselines": mean_baseline(),
+        "insertion_baselines": blur_baseline(3, 1.0),
+    }
     full = deletion_insertion_auc(model, x, attr, target, max_examples_per_batch=None, **kw)
     for chunk in (1, 4):
-        for a, b in zip(deletion_insertion_auc(model, x, attr, target, max_examples_per_batch=chunk, **kw), full):
+        for a, b in zip(
+            deletion_insertion_auc(model, x, attr, target, max_examples_per_batch=chunk, **kw),
+            full,
+            strict=True,
+        ):
             torch.testing.assert_close(a, b)
     for k in range(3):
         one = deletion_insertion_auc(model, x[k : k + 1], attr[k : k + 1], target[k : k + 1], **kw)
@@ -181,7 +199,9 @@ def test_per_example_additional_forward_args() -> None:
     shift = torch.tensor([100.0, -5.0], dtype=torch.float64)
     both = deletion_curve(model, x, x, 0, shift, n_steps=4, score="logit", max_examples_per_batch=3)
     for k in range(2):
-        one = deletion_curve(model, x[k : k + 1], x[k : k + 1], 0, shift[k : k + 1], n_steps=4, score="logit")
+        one = deletion_curve(
+            model, x[k : k + 1], x[k : k + 1], 0, shift[k : k + 1], n_steps=4, score="logit"
+        )
         torch.testing.assert_close(both.scores[k], one.scores[0])
     assert float(both.scores[0, -1]) == 100.0 and float(both.scores[1, -1]) == -5.0
 
@@ -201,7 +221,9 @@ def test_joint_call_shares_inputs_and_matches_separate_calls(dims: int) -> None:
     blur = blur_baseline(3, 1.0)
     i = insertion_curve(model, x, attr, n_steps=n_steps, baselines=blur)
     model.examples = 0
-    d2, i2 = deletion_insertion_curves(model, x, attr, n_steps=n_steps, deletion_baselines=blur, insertion_baselines=blur)
+    d2, i2 = deletion_insertion_curves(
+        model, x, attr, n_steps=n_steps, deletion_baselines=blur, insertion_baselines=blur
+    )
     assert model.examples == n + n * (2 * levels - 1)  # the fully blurred input is scored once
     torch.testing.assert_close(i2.scores, i.scores)
     torch.testing.assert_close(d2.scores[:, -1], i.scores[:, 0])
@@ -233,7 +255,10 @@ def test_score_correct_reproduces_seed_form() -> None:
     expected = ((v - m) * (v - m + 1) / 2 > threshold).double()
     torch.testing.assert_close(curve.scores[0], expected)
     k = int(expected.sum())
-    torch.testing.assert_close(deletion_auc(model, x, x, n_steps=129, score="correct"), torch.tensor([(k - 0.5) / 129], dtype=torch.float64))
+    torch.testing.assert_close(
+        deletion_auc(model, x, x, n_steps=129, score="correct"),
+        torch.tensor([(k - 0.5) / 129], dtype=torch.float64),
+    )
 
 
 def test_score_probability_and_logit(dims: int) -> None:
@@ -301,7 +326,9 @@ def test_training_mode_warns_and_model_unchanged() -> None:
 def test_errors() -> None:
     model = small_cnn(3, in_channels=1)
     x = torch.randn(2, 1, 8, 8, 8, dtype=torch.float64)
-    with pytest.raises(ValueError, match=r"interpolate\(attributions, inputs.shape\[2:\], 'trilinear'\)"):
+    with pytest.raises(
+        ValueError, match=r"interpolate\(attributions, inputs.shape\[2:\], 'trilinear'\)"
+    ):
         deletion_auc(model, x, torch.rand(2, 1, 2, 2, 2))
     with pytest.raises(ValueError, match="3 examples"):
         deletion_auc(model, x, torch.rand(3, 1, 8, 8, 8))
@@ -313,7 +340,9 @@ def test_errors() -> None:
         insertion_auc(model, x, x, n_steps=0)
     with pytest.raises(TypeError, match="n_steps"):
         insertion_auc(model, x, x, n_steps=2.5)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="score must be 'probability', 'logit' or 'correct', got 'prob'"):
+    with pytest.raises(
+        ValueError, match="score must be 'probability', 'logit' or 'correct', got 'prob'"
+    ):
         deletion_auc(model, x, x, score="prob")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_examples_per_batch must be >= 1"):
         deletion_auc(model, x, x, max_examples_per_batch=0)
