@@ -202,14 +202,12 @@ def run_curves(
             if t == (full if spec.insert else 0):
                 cols.append(None)
                 continue
+            fully_replaced = t == (0 if spec.insert else full)
+            # The fully replaced input is the same for deletion and insertion: one key.
             key = (
                 (spec.substrate, False, full)
-                if t == (0 if spec.insert else full)
-                else (
-                    spec.substrate,
-                    spec.insert,
-                    t,
-                )
+                if fully_replaced
+                else (spec.substrate, spec.insert, t)
             )
             cols.append(keys.setdefault(key, len(keys)))
         columns.append(cols)
@@ -227,26 +225,30 @@ def run_curves(
 
         bar = tqdm(total=-(-n // chunk) + -(-n_jobs // chunk), desc="metric forwards", unit="batch")
 
-    with torch.no_grad():
-        outputs = []
-        for i in range(0, n, chunk):
-            index = everyone[i : i + chunk]
-            outputs.append(forward_func(x[i : i + chunk], *index_additional_args(args, index, n)))
-            if bar is not None:
-                bar.update(1)
-        clean_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-        targets = _resolve_target(target, n, clean_out, score)
-        clean = _score(clean_out, targets, everyone, score, x.dtype)
-        flat_scores = clean.new_empty(n_keys * n)
-        for start in range(0, n_jobs, chunk):
-            ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
-            k, s = ids // n, ids % n
-            shown = (order.index_select(0, s) < key_t[k].view(view)) != key_insert[k].view(view)
-            perturbed = torch.where(shown, stacked[key_sub[k], s], x.index_select(0, s))
-            out = forward_func(perturbed, *index_additional_args(args, s, n))
-            flat_scores[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
-            if bar is not None:
-                bar.update(1)
+    try:
+        with torch.no_grad():
+            outputs = []
+            for i in range(0, n, chunk):
+                index = everyone[i : i + chunk]
+                outputs.append(
+                    forward_func(x[i : i + chunk], *index_additional_args(args, index, n))
+                )
+                if bar is not None:
+                    bar.update(1)
+            clean_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+            targets = _resolve_target(target, n, clean_out, score)
+            clean = _score(clean_out, targets, everyone, score, x.dtype)
+            flat_scores = clean.new_empty(n_keys * n)
+            for start in range(0, n_jobs, chunk):
+                ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
+                k, s = ids // n, ids % n
+                shown = (order.index_select(0, s) < key_t[k].view(view)) != key_insert[k].view(view)
+                perturbed = torch.where(shown, stacked[key_sub[k], s], x.index_select(0, s))
+                out = forward_func(perturbed, *index_additional_args(args, s, n))
+                flat_scores[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
+                if bar is not None:
+                    bar.update(1)
+    finally:
         if bar is not None:
             bar.close()
     scores = flat_scores.view(n_keys, n)

@@ -354,3 +354,22 @@ def test_errors() -> None:
         deletion_auc(model, x, x, target=7)
     with pytest.raises(ValueError, match="NaN"):
         deletion_auc(model, x, torch.full_like(x, float("nan")))
+
+
+def test_show_progress_gives_the_same_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    x = permuted_values((3, 4), 0)
+    quiet = deletion_curve(SumModel(), x, x, 0, n_steps=5, score="logit")
+    loud = deletion_curve(
+        SumModel(), x, x, 0, n_steps=5, score="logit", show_progress=True, max_examples_per_batch=2
+    )
+    torch.testing.assert_close(loud.scores, quiet.scores)
+    assert "metric forwards" in capsys.readouterr().err
+
+
+def test_model_unchanged_when_the_call_raises() -> None:
+    model = small_cnn(2, in_channels=1)
+    before = model_state(model)
+    x = torch.randn(1, 1, 8, 8, dtype=torch.float64)
+    with pytest.raises(ValueError, match="out of range"):
+        deletion_insertion_auc(model, x, x, target=9)
+    assert_unchanged(model, before)
