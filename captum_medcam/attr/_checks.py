@@ -16,7 +16,6 @@ from torch import Tensor, nn
 __all__ = [
     "check_inputs",
     "check_positive_int",
-    "class_scores",
     "format_additional_args",
     "index_additional_args",
     "per_sample_target",
@@ -231,14 +230,3 @@ def select_target(output: Tensor, target: Tensor | list[Any] | None, index: Tens
         return output.gather(1, t.unsqueeze(1)).squeeze(1)
     rows = [output[(i, *target[j])] for i, j in enumerate(index.tolist())]
     return torch.stack(rows)
-
-
-def class_scores(output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: str) -> Tensor:
-    """One score per row: the target's logit, or its probability.
-
-    ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
-    score per example (a binary classifier with a single logit).
-    """
-    if score == "probability":
-        output = output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
-    return select_target(output, target, index)

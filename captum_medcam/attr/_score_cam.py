@@ -14,10 +14,10 @@ from captum_medcam.attr._cam import interpolation_mode, minmax_normalize, resize
 from captum_medcam.attr._checks import (
     check_inputs,
     check_positive_int,
-    class_scores,
     format_additional_args,
     index_additional_args,
     per_sample_target,
+    select_target,
     unwrap_meta,
     warn_if_training,
     wrap_meta,
@@ -32,6 +32,17 @@ NormalizeAt = Literal["input", "layer"]
 #: Masked copies of each example per forward pass. On a CPU larger batches gain little and
 #: cost memory; on a GPU raise it until memory is the limit (see benchmarks/).
 DEFAULT_PERTURBATIONS_PER_EVAL = 16
+
+
+def class_scores(output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score) -> Tensor:
+    """One score per row: the target's logit, or its probability.
+
+    ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
+    score per example (a binary classifier with a single logit).
+    """
+    if score == "probability":
+        output = output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
+    return select_target(output, target, index)
 
 
 class _ScoreCAM(LayerAttribution, PerturbationAttribution):

@@ -25,13 +25,13 @@ from torch import Tensor
 from captum_medcam.attr._checks import (
     check_inputs,
     check_positive_int,
-    class_scores,
     format_additional_args,
     index_additional_args,
     per_sample_target,
     unwrap_meta,
     warn_if_training,
 )
+from captum_medcam.attr._score_cam import class_scores
 
 __all__ = [
     "DEFAULT_MAX_EXAMPLES_PER_BATCH",

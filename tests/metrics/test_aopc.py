@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import small_cnn
 from torch import nn
 
 from captum_medcam.metrics import (
@@ -14,6 +13,7 @@ from captum_medcam.metrics import (
     region_labels,
     uniform_noise_baseline,
 )
+from tests.conftest import small_cnn
 
 SHAPES = {2: (7, 9), 3: (5, 6, 4)}
 

@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 from captum.attr import IntegratedGradients
-from conftest import assert_unchanged, model_state, small_cnn
 from torch import nn
 
 from captum_medcam import ScoreCAM
@@ -22,6 +21,7 @@ from captum_medcam.metrics import (
     insertion_curve,
     mean_baseline,
 )
+from tests.conftest import assert_unchanged, model_state, small_cnn
 
 SHAPES = {2: (5, 7), 3: (3, 4, 5)}
 
