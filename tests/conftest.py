@@ -51,7 +51,9 @@ def gap_linear(dims: int, in_channels: int = 2, channels: int = 5, classes: int 
 def hook_count(model: nn.Module) -> int:
     """Number of hooks registered anywhere in ``model``."""
     return sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
+        len(m._forward_hooks)
+        + len(m._forward_pre_hooks)
+        + len(m._backward_hooks)
         + len(getattr(m, "_backward_pre_hooks", {}))
         for m in model.modules()
     )
@@ -75,3 +77,28 @@ def assert_unchanged(model: nn.Module, before: tuple[list[bool], dict[str, torch
 @pytest.fixture(params=[2, 3], ids=["2d", "3d"])
 def dims(request: pytest.FixtureRequest) -> int:
     return request.param
+
+
+def mean_map_metric(forward_func, inputs, attributions, target=None, additional_forward_args=None):
+    """A stand-in metric with the signature of captum_medcam.metrics: the map's mean, (N,)."""
+    return attributions.flatten(1).mean(1)
+
+
+def masked_score_metric(
+    forward_func, inputs, attributions, target=None, additional_forward_args=None
+):
+    """A stand-in metric that uses the model: the target's softmax probability on the input
+    multiplied by the min-max normalised map, (N,)."""
+    flat = attributions.flatten(1)
+    lo, hi = flat.amin(1, keepdim=True), flat.amax(1, keepdim=True)
+    mask = ((flat - lo) / (hi - lo).clamp_min(1e-12)).view_as(attributions)
+    probs = forward_func(inputs * mask).softmax(1)
+    target = torch.as_tensor(target, device=probs.device).reshape(-1).expand(probs.shape[0])
+    return probs.gather(1, target.unsqueeze(1)).squeeze(1)
+
+
+@pytest.fixture
+def toy_metrics():
+    """Metric functions with the captum_medcam.metrics signature, defined here so that the
+    tests of the evaluation machinery do not depend on the real metrics."""
+    return {"mean_map": mean_map_metric, "masked_score": masked_score_metric}

@@ -56,7 +56,9 @@ def resize(
         return maps
     mode = interpolation_mode(maps.dim() - 2, mode)
     linear = mode in ("linear", "bilinear", "bicubic", "trilinear")
-    return F.interpolate(maps, size=size, mode=mode, align_corners=align_corners if linear else None)
+    return F.interpolate(
+        maps, size=size, mode=mode, align_corners=align_corners if linear else None
+    )
 
 
 def minmax_normalize(maps: Tensor) -> tuple[Tensor, Tensor]:

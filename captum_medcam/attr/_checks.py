@@ -28,7 +28,9 @@ __all__ = [
 _MAX_SPATIAL_DIMS = 3
 
 
-def check_inputs(inputs: object, *, spatial_dims: int | None = None, name: str = "inputs") -> Tensor:
+def check_inputs(
+    inputs: object, *, spatial_dims: int | None = None, name: str = "inputs"
+) -> Tensor:
     """Check that ``inputs`` is a finite floating tensor shaped ``(N, C, *spatial)``.
 
     Args:
@@ -60,7 +62,11 @@ def check_inputs(inputs: object, *, spatial_dims: int | None = None, name: str =
             layout = {1: "(N, C, L)", 2: "(N, C, H, W)", 3: "(N, C, D, H, W)"}[spatial_dims]
             raise ValueError(
                 f"{name} must be {spatial_dims + 2}-D {layout}, got shape {tuple(inputs.shape)}"
-                + ("; add a channel dim with x.unsqueeze(1)" if inputs.dim() == spatial_dims + 1 else "")
+                + (
+                    "; add a channel dim with x.unsqueeze(1)"
+                    if inputs.dim() == spatial_dims + 1
+                    else ""
+                )
             )
     elif not 3 <= inputs.dim() <= _MAX_SPATIAL_DIMS + 2:
         raise ValueError(
@@ -110,9 +116,19 @@ def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
     )
 
 
-def warn_if_training(forward_func: Callable[..., Any], layer: nn.Module | None = None) -> None:
-    """Warn (once per call) if the model or the layer is in training mode."""
-    module = forward_func if isinstance(forward_func, nn.Module) else getattr(forward_func, "__self__", None)
+def warn_if_training(
+    forward_func: Callable[..., Any], layer: nn.Module | None = None, *, stacklevel: int = 4
+) -> None:
+    """Warn (once per call) if the model or the layer is in training mode.
+
+    ``stacklevel`` counts from this function: the default 4 points at the user's line when
+    called from a method's private helper called by ``attribute``.
+    """
+    module = (
+        forward_func
+        if isinstance(forward_func, nn.Module)
+        else getattr(forward_func, "__self__", None)
+    )
     training = [m for m in (module, layer) if isinstance(m, nn.Module) and m.training]
     if training:
         warnings.warn(
@@ -120,7 +136,7 @@ def warn_if_training(forward_func: Callable[..., Any], layer: nn.Module | None =
             "attribution random and batch dependent. Call model.eval() before explaining "
             "(captum_medcam never changes the mode of your model).",
             UserWarning,
-            stacklevel=3,
+            stacklevel=stacklevel,
         )
 
 
@@ -140,7 +156,9 @@ def index_additional_args(args: tuple[Any, ...], index: Tensor, n: int) -> tuple
     as Captum does when it expands ``additional_forward_args``.
     """
     return tuple(
-        a.index_select(0, index.to(a.device)) if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n else a
+        a.index_select(0, index.to(a.device))
+        if isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n
+        else a
         for a in args
     )
 
@@ -181,7 +199,9 @@ def per_sample_target(target: object, n: int, output: Tensor) -> Tensor | list[A
         return [target] * n
     if isinstance(target, list):
         if len(target) != n:
-            raise ValueError(f"target is a list of {len(target)} items, expected one per example ({n})")
+            raise ValueError(
+                f"target is a list of {len(target)} items, expected one per example ({n})"
+            )
         if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
             target = torch.tensor(target, dtype=torch.long)
         elif all(isinstance(t, tuple) for t in target):

@@ -34,14 +34,18 @@ NormalizeAt = Literal["input", "layer"]
 DEFAULT_PERTURBATIONS_PER_EVAL = 16
 
 
-def class_scores(output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score) -> Tensor:
+def class_scores(
+    output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score
+) -> Tensor:
     """One score per row: the target's logit, or its probability.
 
     ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
     score per example (a binary classifier with a single logit).
     """
     if score == "probability":
-        output = output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
+        output = (
+            output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
+        )
     return select_target(output, target, index)
 
 
@@ -55,7 +59,9 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         device_ids: list[int] | None = None,
     ) -> None:
         if not callable(forward_func):
-            raise TypeError(f"forward_func must be callable (a model), got {type(forward_func).__name__}")
+            raise TypeError(
+                f"forward_func must be callable (a model), got {type(forward_func).__name__}"
+            )
         if not isinstance(layer, nn.Module):
             raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
@@ -139,7 +145,9 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
                 )
                 scores[start : start + chunk] = class_scores(batch_out, targets, index, score)
 
-            weights = scores[slots]  # (N, K): each channel takes its mask's score
+            # (N, K): each channel takes its mask's score; with every map constant there is
+            # no mask at all and every weight is 0, as in the official code.
+            weights = scores[slots] if scores.numel() else x.new_zeros(slots.shape)
             if reference is not None:
                 weights = weights - reference.unsqueeze(1)
             if channel_softmax:
@@ -154,7 +162,9 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         return wrap_meta(cam, original) if upsample else cam
 
 
-def _distinct_masks(keys: Tensor, constant: Tensor, zero_mask: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _distinct_masks(
+    keys: Tensor, constant: Tensor, zero_mask: bool
+) -> tuple[Tensor, Tensor, Tensor]:
     """Group channels whose min-max normalised maps are identical, per example.
 
     Score-CAM's weight of a channel depends on its normalised mask only, so channels with
@@ -252,7 +262,7 @@ class ScoreCAM(_ScoreCAM):
     """
     )
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -354,7 +364,7 @@ class ScoreCAM3D(_ScoreCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    def attribute(  # type: ignore[override]
+    def attribute(
         self,
         inputs: Tensor,
         target: Any = None,
@@ -400,5 +410,3 @@ class ScoreCAM3D(_ScoreCAM):
             show_progress=show_progress,
             spatial_dims=3,
         )
-
-

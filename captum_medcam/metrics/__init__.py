@@ -1,7 +1,8 @@
-"""Faithfulness metrics over precomputed attributions, one value per example.
+"""Metrics over precomputed attributions, one value per example, for 1, 2 and 3 spatial dims.
 
-Plain functions in the style of ``captum.metrics.infidelity``: they take the model, the
-inputs and any attribution tensor (from this library or from Captum) and return ``(N,)``.
+Plain functions in the style of ``captum.metrics.infidelity``: they take the model (where
+needed), the inputs and any attribution tensor (from this library or from Captum).
+Faithfulness (deletion, insertion, AOPC), localization against masks, and sanity checks.
 """
 
 from captum_medcam.metrics._aopc import aopc, aopc_curve, region_labels
@@ -20,14 +21,26 @@ from captum_medcam.metrics._deletion_insertion import (
     insertion_auc,
     insertion_curve,
 )
+from captum_medcam.metrics._localization import (
+    attribution_dice,
+    attribution_iou,
+    energy_pointing_game,
+    pointing_game,
+    relevance_rank_accuracy,
+)
 from captum_medcam.metrics._perturbation import PerturbationCurve, auc
+from captum_medcam.metrics._sanity import RandomizationResult, model_parameter_randomization
+from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 from captum_medcam.metrics._summary import Summary, correctly_classified, summarize
 
 __all__ = [
     "PerturbationCurve",
+    "RandomizationResult",
     "Summary",
     "aopc",
     "aopc_curve",
+    "attribution_dice",
+    "attribution_iou",
     "auc",
     "blur_baseline",
     "correctly_classified",
@@ -35,12 +48,18 @@ __all__ = [
     "deletion_curve",
     "deletion_insertion_auc",
     "deletion_insertion_curves",
+    "energy_pointing_game",
     "gaussian_blur",
     "insertion_auc",
     "insertion_curve",
     "mean_baseline",
+    "model_parameter_randomization",
     "normal_noise_baseline",
+    "pointing_game",
     "region_labels",
+    "relevance_rank_accuracy",
+    "spearman_rank_correlation",
+    "structural_similarity",
     "summarize",
     "uniform_noise_baseline",
 ]

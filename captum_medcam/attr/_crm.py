@@ -1,0 +1,481 @@
+"""CRM, class-selective relevance mapping, for 1D, 2D and 3D inputs, and ``CRM3D`` for volumes."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, final
+
+import torch
+from captum.attr import LayerAttribution, PerturbationAttribution
+from torch import Tensor, nn
+
+from captum_medcam.attr._cam import interpolation_mode, resize
+from captum_medcam.attr._checks import (
+    check_inputs,
+    check_positive_int,
+    format_additional_args,
+    index_additional_args,
+    per_sample_target,
+    unwrap_meta,
+    warn_if_training,
+    wrap_meta,
+)
+from captum_medcam.attr._hooks import forward_with_capture
+
+__all__ = ["CRM", "CRM3D"]
+
+#: Perturbed copies of each example per forward pass. Only the layers after ``layer`` run on
+#: the copies (copies of a layer output are small), and each chunk reruns the layers before
+#: it once, so a larger default than Score-CAM's pays off.
+DEFAULT_PERTURBATIONS_PER_EVAL = 64
+
+
+def crm_from_score_changes(changes: Tensor, target: Tensor | list[Any] | None) -> Tensor:
+    """CRM from the score changes ``S_c - S_c(p)``.
+
+    Args:
+        changes: ``(N, K, *S')``, the change of every output score ``c`` when position ``p``
+            is removed.
+        target: None for the combined map ``sum_c (S_c - S_c(p))^2``, or a long tensor ``(N,)``
+            of classes for the class-selective map ``(S_t - S_t(p))^2``.
+
+    Returns:
+        ``(N, 1, *S')``.
+    """
+    if target is None:
+        return changes.pow(2).sum(1, keepdim=True)
+    if not isinstance(target, Tensor):
+        raise ValueError("CRM's class-selective map needs integer class targets, not tuples")
+    index = target.to(changes.device).view(-1, 1, *([1] * (changes.dim() - 2)))
+    return changes.gather(1, index.expand(-1, 1, *changes.shape[2:])).pow(2)
+
+
+def _baseline_like(baselines: float | Tensor, acts: Tensor) -> Tensor:
+    """The baseline expanded to the activations' shape ``(N, C', *S')``."""
+    if isinstance(baselines, bool) or not isinstance(baselines, (int, float, Tensor)):
+        raise TypeError(f"baselines must be a number or a tensor, got {type(baselines).__name__}")
+    base = torch.as_tensor(baselines, dtype=acts.dtype, device=acts.device)
+    try:
+        return base.expand_as(acts)
+    except RuntimeError:
+        raise ValueError(
+            f"baselines of shape {tuple(base.shape)} cannot be broadcast to the layer's "
+            f"activations {tuple(acts.shape)}; pass a number, a per-channel tensor shaped "
+            f"(1, {acts.shape[1]}{', 1' * (acts.dim() - 2)}), or a tensor of the activations' shape"
+        ) from None
+
+
+def _close(a: Tensor, b: Tensor) -> bool:
+    """``a == b`` up to rounding of ``a``'s dtype (relative to ``b``'s largest entry)."""
+    tol = 10 * torch.finfo(a.dtype).eps ** 0.5
+    scale = float(b.abs().max()) if b.numel() else 0.0
+    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tol, atol=tol * max(scale, 1e-12)))
+
+
+class _CRM(LayerAttribution, PerturbationAttribution):
+    """Shared implementation; use :class:`CRM` or :class:`CRM3D`."""
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        layer: nn.Module,
+        device_ids: list[int] | None = None,
+        *,
+        fc_layer: nn.Module | None = None,
+    ) -> None:
+        if not callable(forward_func):
+            raise TypeError(
+                f"forward_func must be callable (a model), got {type(forward_func).__name__}"
+            )
+        if not isinstance(layer, nn.Module):
+            raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+        if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
+            raise TypeError(
+                f"fc_layer must be the torch.nn.Linear after global average pooling, got "
+                f"{type(fc_layer).__name__}; pass fc_layer=None to use the definition (any head)"
+            )
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        PerturbationAttribution.__init__(self, forward_func)
+        self.fc_layer = fc_layer
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def _crm(
+        self,
+        inputs: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        *,
+        baselines: float | Tensor,
+        perturbations_per_eval: int,
+        upsample: bool,
+        interpolate_mode: str | None,
+        align_corners: bool,
+        show_progress: bool,
+        spatial_dims: int | None,
+    ) -> Tensor:
+        original = inputs
+        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        mode = interpolation_mode(x.dim() - 2, interpolate_mode)
+        args = format_additional_args(additional_forward_args)
+        warn_if_training(self.forward_func, self.layer)
+
+        with torch.no_grad():
+            if self.fc_layer is None:
+                output, acts = forward_with_capture(
+                    self.forward_func, self.layer, x, args, device_ids=self.device_ids
+                )
+                self._check_activations(acts, x)
+                acts = acts.to(x.dtype)
+                targets = _crm_target(target, x.shape[0], output)
+                base = _baseline_like(baselines, acts)
+                changes = self._faithful_changes(
+                    x, args, output, acts, base, perturbations_per_eval, show_progress
+                )
+            else:
+                output, acts, fc_input = self._capture_with_head(x, args)
+                targets = _crm_target(target, x.shape[0], output)
+                base = _baseline_like(baselines, acts)
+                self._check_head(acts, fc_input, output)
+                weight = self.fc_layer.weight.to(acts.dtype)
+                positions = acts[0, 0].numel()
+                # S_c - S_c(p) = (1/|S'|) sum_k W[c, k] (A_k(p) - b_k(p))
+                changes = torch.einsum("ck,nk...->nc...", weight, acts - base) / positions
+            cam = crm_from_score_changes(changes, targets)
+            if upsample:
+                cam = resize(cam, x.shape[2:], mode, align_corners)
+        return wrap_meta(cam, original) if upsample else cam
+
+    def _check_activations(self, acts: Tensor, x: Tensor) -> None:
+        if acts.dim() != x.dim():
+            raise ValueError(
+                f"the layer's activations have shape {tuple(acts.shape)} but CRM needs "
+                f"(N, channels, *spatial) with the {x.dim() - 2} spatial dims of the inputs "
+                f"{tuple(x.shape)}; choose a convolutional layer"
+            )
+
+    def _capture_with_head(self, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """One forward that captures the layer's output and the input of ``fc_layer``."""
+        assert self.fc_layer is not None  # only called on the fast path
+        fc = self.fc_layer
+        seen: list[Tensor] = []
+
+        def forward(inp: Tensor, *rest: Any) -> Tensor:
+            out, fc_input = forward_with_capture(
+                self.forward_func, fc, inp, rest, attribute_to_layer_input=True
+            )
+            seen.append(fc_input)
+            return out
+
+        output, acts = forward_with_capture(
+            forward, self.layer, x, args, device_ids=self.device_ids
+        )
+        self._check_activations(acts, x)
+        return output, acts.to(x.dtype), seen[0].to(x.dtype)
+
+    def _check_head(self, acts: Tensor, fc_input: Tensor, output: Tensor) -> None:
+        """Check that the head is ``GAP -> fc_layer`` and that its output is the model's."""
+        assert self.fc_layer is not None
+        fc = self.fc_layer
+        if fc.in_features != acts.shape[1]:
+            raise ValueError(
+                f"fc_layer has in_features={fc.in_features} but the layer has {acts.shape[1]} "
+                "channels; the fast path needs the head layer -> global average pooling -> "
+                "fc_layer. Pass fc_layer=None to use the definition (any head)"
+            )
+        if not _close(fc_input.reshape(acts.shape[0], -1), acts.flatten(2).mean(-1)):
+            raise ValueError(
+                "the input of fc_layer is not the global average of the layer's output; the "
+                "fast path needs the head layer -> global average pooling -> fc_layer. Pass "
+                "fc_layer=None to use the definition (any head)"
+            )
+        fc_output = fc(fc_input.reshape(acts.shape[0], -1).to(fc.weight.dtype)).to(output.dtype)
+        if output.numel() != fc_output.numel() or not _close(
+            output.reshape(fc_output.shape), fc_output
+        ):
+            raise ValueError(
+                f"the model's output (shape {tuple(output.shape)}) is not the output of fc_layer "
+                "(e.g. a softmax follows it); CRM's scores are the model's outputs. Pass a "
+                "forward_func that returns fc_layer's output, or fc_layer=None to use the "
+                "definition"
+            )
+
+    def _faithful_changes(
+        self,
+        x: Tensor,
+        args: tuple[Any, ...],
+        output: Tensor,
+        acts: Tensor,
+        base: Tensor,
+        perturbations_per_eval: int,
+        show_progress: bool,
+    ) -> Tensor:
+        """``S_c - S_c(p)`` by re-evaluating the model with each position removed.
+
+        Returns:
+            ``(N, K, *S')`` where ``K`` is the number of model outputs per example.
+        """
+        n, channels, *spatial = acts.shape
+        positions = acts[0, 0].numel()
+        flat_acts = acts.reshape(n, channels, positions)
+        flat_base = base.reshape(n, channels, positions)
+        clean = output.reshape(n, -1).to(x.dtype)
+        changes = clean.new_empty(n, clean.shape[1], positions)
+        # Per-example tensors among the extra arguments may be used before the layer: then
+        # each copy runs the whole model. Otherwise the layers before it run once per example.
+        batch_args = any(isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n for a in args)
+        total = n * positions
+        chunk = perturbations_per_eval * n
+        starts = range(0, total, chunk)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc="CRM forwards", unit="batch")
+        for start in starts:
+            rows = torch.arange(start, min(start + chunk, total), device=x.device)
+            owner, where = rows // positions, rows % positions
+            copies = flat_acts.index_select(0, owner).clone()
+            pick = torch.arange(rows.numel(), device=x.device)
+            copies[pick, :, where] = flat_base[owner, :, where]
+            copies = copies.view(rows.numel(), channels, *spatial)
+            feed = owner if batch_args else torch.unique(owner)
+            out = self._forward_replaced(
+                x.index_select(0, feed), index_additional_args(args, owner, n), copies
+            )
+            if out.shape[0] != rows.numel():
+                raise ValueError(
+                    f"the model returned {out.shape[0]} rows for {rows.numel()} perturbed copies "
+                    "of the layer's output; CRM needs a model that treats examples independently"
+                )
+            diff = clean.index_select(0, owner) - out.reshape(rows.numel(), -1).to(x.dtype)
+            changes[owner, :, where] = diff
+        return changes.view(n, clean.shape[1], *spatial)
+
+    def _forward_replaced(self, x: Tensor, args: tuple[Any, ...], copies: Tensor) -> Tensor:
+        """Run the model with the layer's output replaced by ``copies`` (one call, one hook)."""
+        calls = [0]
+
+        def replace(_module: nn.Module, _inp: tuple[Any, ...], out: Any) -> Any:
+            calls[0] += 1
+            if calls[0] > 1:
+                raise ValueError(
+                    f"layer {type(self.layer).__name__} is called more than once in one forward "
+                    "pass (a shared module?); choose a layer that is called once"
+                )
+            value = copies.to(out[0].dtype if isinstance(out, (tuple, list)) else out.dtype)
+            return type(out)([value]) if isinstance(out, (tuple, list)) else value
+
+        handle = self.layer.register_forward_hook(replace)
+        try:
+            out = self.forward_func(x, *args)
+        finally:
+            handle.remove()
+        if not isinstance(out, Tensor):
+            raise TypeError(f"the model must return a tensor, got {type(out).__name__}")
+        return out
+
+
+def _crm_target(target: Any, n: int, output: Tensor) -> Tensor | None:
+    """None (the combined map) or one class per example, checked against ``output``."""
+    if target is None:
+        return None
+    targets = per_sample_target(target, n, output)
+    if not isinstance(targets, Tensor):
+        raise ValueError(
+            f"CRM's class-selective map needs integer class targets, got {target!r}; "
+            "the model's output must be shaped (N, K)"
+        )
+    return targets
+
+
+_DOC_BODY = r"""
+    Removing spatial element ``p`` of the layer's output ``A`` (all channels at ``p`` set to a
+    baseline, zero by default) changes the model's score of output node ``c`` from ``S_c`` to
+    ``S_c(p)``::
+
+        CRM(p)   = sum_c (S_c - S_c(p))^2      combined map (target=None, the paper's default)
+        CRM_t(p) = (S_t - S_t(p))^2            class-selective map for class t
+
+    Two ways to compute it:
+
+    * **Definition (any head)**, ``fc_layer=None``: the model is evaluated again with each
+      position removed. A forward hook replaces the layer's output by a batch of perturbed
+      copies built chunk by chunk (``perturbations_per_eval * N`` copies per forward), so the
+      layers before ``layer`` run once per example and only the head runs on the copies.
+    * **Exact fast path** for a head ``layer -> global average pooling -> fc_layer`` (weight
+      ``W`` of shape ``(K, C')``), whose output is the model's output: removing ``p`` changes
+      the pooled features by ``(A(p) - b(p)) / |S'|``, so ::
+
+          S_c - S_c(p) = (1/|S'|) sum_k W[c, k] (A_k(p) - b_k(p))
+
+      one einsum after one forward; the bias cancels. The head is checked during that forward
+      (``fc_layer``'s input must be the spatial mean of the layer's output and its output the
+      model's output); otherwise a ``ValueError`` says so. The two ways agree to rounding.
+
+    With a zero baseline the class-selective map is ``(CAM_t / |S'|)^2`` and the combined map
+    the sum over classes of the squared CAMs. Differences from the authors' code (Keras): the
+    ``1/|S'|`` factor of the average pooling is kept (the reference sums, which scales the map
+    by ``|S'|^2``); class 0 is a class (the reference treats ``class_idx=0`` as "combined");
+    the map is not normalised by its max (normalising is a display step). ``target`` means what
+    it means in Captum, with one difference: ``target=None`` gives the combined map.
+"""
+
+_DOC_REFERENCES = """
+    References:
+        Kim, Rajaraman, Antani. "Visual Interpretation of Convolutional Neural Network
+        Predictions in Classifying Medical Image Modalities". Diagnostics 9(2):38, 2019.
+        doi:10.3390/diagnostics9020038.
+"""
+
+
+@final
+class CRM(_CRM):
+    __doc__ = (
+        """Class-selective relevance mapping: the squared change of the model's scores when one
+    spatial element of a layer's output is removed.
+"""
+        + _DOC_BODY
+        + _DOC_REFERENCES
+        + r"""
+    Args:
+        forward_func: the model (or a function of ``(inputs, *args)``) returning ``(N, K)``.
+        layer: the module whose output is perturbed (usually the last convolutional block).
+        device_ids: as in Captum, for ``DataParallel`` models.
+        fc_layer: the ``nn.Linear`` after global average pooling (MONAI ResNet: ``net.fc``)
+            for the exact fast path; None evaluates the definition for any head.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import CRM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> x = torch.randn(2, 1, 16, 16)
+        >>> fast = CRM(model, model[1], fc_layer=model[4]).attribute(x)
+        >>> slow = CRM(model, model[1]).attribute(x)
+        >>> fast.shape, torch.allclose(fast, slow, atol=1e-5)
+        (torch.Size([2, 1, 16, 16]), True)
+    """
+    )
+
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        baselines: float | Tensor = 0.0,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        align_corners: bool = False,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute CRM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            target: None for the combined map (sum over all outputs), or the class of the
+                class-selective map: an int, or a tensor or list with one class per example.
+            additional_forward_args: further arguments of the model, as in Captum. When it
+                holds per-example tensors, each perturbed copy runs the whole model (the
+                arguments may be used before the layer).
+            baselines: the value a removed position takes: a number, or a tensor broadcastable
+                to the layer's output ``(N, C', *S')`` (e.g. per-channel means). Default 0,
+                as in the paper.
+            perturbations_per_eval: perturbed copies per example in one forward pass of the
+                definition (``fc_layer=None``); each forward holds at most
+                ``perturbations_per_eval * N`` copies of the layer's output.
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``.
+            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
+                dims; ``"nearest"`` and ``"area"`` also work.
+            align_corners: passed to the interpolation.
+            show_progress: show a progress bar over the forward passes of the definition.
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device and
+            dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a baseline of the wrong type.
+            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
+                reached by the forward pass or not convolutional, a head that is not
+                ``GAP -> fc_layer`` on the fast path, ``perturbations_per_eval < 1``.
+        """
+        return self._crm(
+            inputs,
+            target,
+            additional_forward_args,
+            baselines=baselines,
+            perturbations_per_eval=perturbations_per_eval,
+            upsample=upsample,
+            interpolate_mode=interpolate_mode,
+            align_corners=align_corners,
+            show_progress=show_progress,
+            spatial_dims=None,
+        )
+
+
+@final
+class CRM3D(_CRM):
+    __doc__ = (
+        r"""CRM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
+
+    The same computation as :class:`CRM` (see there for the formula, the fast path and the
+    definition), with the contract a volume pipeline needs: 5-D input is required, the map
+    is always returned at input resolution, upsampled trilinearly with
+    ``align_corners=False``, and a MONAI ``MetaTensor`` input gives a ``MetaTensor`` output
+    with the same affine and ``applied_operations``.
+"""
+        + _DOC_REFERENCES
+        + r"""
+    Example:
+        >>> import torch
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam import CRM3D
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> crm = CRM3D(net, net.layer4, fc_layer=net.fc)
+        >>> crm.attribute(torch.randn(1, 1, 32, 32, 32), target=1).shape
+        torch.Size([1, 1, 32, 32, 32])
+    """
+    )
+
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        baselines: float | Tensor = 0.0,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute CRM maps for volumes.
+
+        Args:
+            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
+            target, additional_forward_args, baselines, perturbations_per_eval,
+            show_progress: as in :meth:`CRM.attribute`.
+
+        Returns:
+            Maps ``(N, 1, D, H, W)`` at input resolution.
+
+        Raises:
+            ValueError: inputs that are not 5-D, and the errors of :meth:`CRM.attribute`.
+        """
+        return self._crm(
+            inputs,
+            target,
+            additional_forward_args,
+            baselines=baselines,
+            perturbations_per_eval=perturbations_per_eval,
+            upsample=True,
+            interpolate_mode="trilinear",
+            align_corners=False,
+            show_progress=show_progress,
+            spatial_dims=3,
+        )

@@ -1,0 +1,129 @@
+"""MedMNIST 3D data sets as float32 volumes, for MONAI transforms and ``DataLoader``s."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+__all__ = ["MEDMNIST_3D_FLAGS", "MedMNIST3D"]
+
+#: The six 3D data sets of MedMNIST v2 (medmnist's ``flag`` names).
+MEDMNIST_3D_FLAGS = (
+    "organmnist3d",
+    "nodulemnist3d",
+    "adrenalmnist3d",
+    "fracturemnist3d",
+    "vesselmnist3d",
+    "synapsemnist3d",
+)
+_SIZES = (28, 64)
+_SPLITS = ("train", "val", "test")
+
+
+class MedMNIST3D(Dataset[Any]):
+    """A MedMNIST 3D data set: ``(1, S, S, S)`` float32 volumes in [0, 1] and class indices.
+
+    The files are read (and, with ``download=True``, downloaded) by medmnist's own code:
+    ``{flag}.npz`` for size 28 and ``{flag}_64.npz`` for size 64 in ``root``, with the
+    arrays ``train_images``, ``train_labels``, ``val_images``, ... The number of samples is
+    checked against medmnist's ``INFO`` table, which catches incomplete files.
+
+    References:
+        Yang, Shi, Wei, Liu, Zhao, Ke, Pfister, Ni. "MedMNIST v2 - A large-scale lightweight
+        benchmark for 2D and 3D biomedical image classification". Scientific Data 10, 41,
+        2023. arXiv:2110.14795.
+
+    Args:
+        flag: one of :data:`MEDMNIST_3D_FLAGS`, e.g. ``"organmnist3d"``.
+        split: ``"train"``, ``"val"`` or ``"test"``.
+        size: 28 or 64 (edge length of the cube).
+        root: folder of the ``.npz`` files (default: medmnist's, ``~/.medmnist``).
+        download: download the file with medmnist if it is missing.
+        transform: applied to the image ``(1, S, S, S)`` (``as_dict=False``) or to the whole
+            sample dict (``as_dict=True``, for MONAI dictionary transforms).
+        as_dict: return ``{"image": image, "label": label}`` instead of ``(image, label)``.
+
+    Attributes:
+        classes: class names from medmnist's ``INFO``, indexed by label.
+        info: medmnist's ``INFO`` entry for ``flag``.
+
+    Raises:
+        ValueError: an unknown flag, split or size; a file whose sample count is not the
+            one medmnist expects.
+        RuntimeError: the file is missing and ``download`` is False (medmnist's error).
+
+    Example::
+
+        data = MedMNIST3D("organmnist3d", split="test", size=64, download=True)
+        image, label = data[0]          # (1, 64, 64, 64) float32, int
+        data.classes[label]             # e.g. 'liver'
+    """
+
+    def __init__(
+        self,
+        flag: str,
+        split: str = "test",
+        size: int = 28,
+        root: str | os.PathLike[str] | None = None,
+        download: bool = False,
+        transform: Callable[[Any], Any] | None = None,
+        as_dict: bool = False,
+    ) -> None:
+        if flag not in MEDMNIST_3D_FLAGS:
+            raise ValueError(f"flag must be one of {list(MEDMNIST_3D_FLAGS)}, got {flag!r}")
+        if split not in _SPLITS:
+            raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+        if size not in _SIZES:
+            raise ValueError(
+                f"size must be one of {list(_SIZES)} for the 3D data sets, got {size!r}"
+            )
+        import medmnist
+        from medmnist.info import DEFAULT_ROOT, INFO
+
+        info = INFO[flag]
+        root = os.fspath(root) if root is not None else DEFAULT_ROOT
+        source = getattr(medmnist, info["python_class"])(
+            split=split, root=root, size=size, download=download
+        )
+        images, labels = source.imgs, source.labels
+        expected = info["n_samples"][split]
+        if images.shape[0] != expected or labels.shape[0] != expected:
+            raise ValueError(
+                f"{flag} (size {size}) split {split!r} in {root} has {images.shape[0]} images and "
+                f"{labels.shape[0]} labels, medmnist expects {expected}: an incomplete or "
+                "foreign file? Delete it and download it again"
+            )
+        if images.shape[1:] != (size, size, size):
+            raise ValueError(
+                f"{flag} split {split!r} holds images of shape {images.shape[1:]}, expected {(size,) * 3}"
+            )
+        self.flag, self.split, self.size = flag, split, size
+        self.info = info
+        self.classes = [info["label"][str(i)] for i in range(len(info["label"]))]
+        self.transform = transform
+        self.as_dict = as_dict
+        self._images = torch.from_numpy(images)
+        self._labels = torch.from_numpy(labels.reshape(labels.shape[0], -1)[:, 0].astype("int64"))
+
+    def __len__(self) -> int:
+        return int(self._images.shape[0])
+
+    def __getitem__(self, index: int) -> Any:
+        image = self._images[index].unsqueeze(0).to(torch.float32).div_(255.0)
+        label = int(self._labels[index])
+        if self.as_dict:
+            sample: dict[str, Any] = {"image": image, "label": label}
+            return self.transform(sample) if self.transform is not None else sample
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+    def __repr__(self) -> str:
+        return (
+            f"MedMNIST3D({self.flag!r}, split={self.split!r}, size={self.size}, "
+            f"{len(self)} samples, {len(self.classes)} classes)"
+        )

@@ -1,0 +1,1 @@
+"""Integrations with other frameworks; see :mod:`captum_medcam.integrations.monai`."""

@@ -1,0 +1,124 @@
+"""Name the layer to explain by its dotted name, and list the candidates with their shapes."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["LayerInfo", "get_layer", "list_layers"]
+
+
+class LayerInfo(NamedTuple):
+    """A module of a network and what it produces for a given input size.
+
+    Attributes:
+        name: dotted name, as in ``model.named_modules()`` and MONAI's ``target_layers``.
+        type: the module's class name.
+        output_shape: shape of its output, ``(N, C, *S')``.
+        calls: how often the forward pass calls it; a CAM layer must be called once.
+    """
+
+    name: str
+    type: str
+    output_shape: tuple[int, ...]
+    calls: int
+
+
+def get_layer(model: nn.Module, name: str) -> nn.Module:
+    """The submodule of ``model`` with the dotted ``name`` (e.g. ``"layer4"``,
+    ``"features.denseblock4"``), as MONAI's ``target_layers`` names it.
+
+    Raises:
+        TypeError: ``model`` is not a module or ``name`` not a string.
+        ValueError: no such module; the message lists the closest names.
+
+    Example:
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam.integrations.monai import get_layer
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2)
+        >>> get_layer(net, "layer4") is net.layer4
+        True
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"the layer name must be a dotted string such as 'layer4', got {name!r}")
+    modules = dict(model.named_modules())
+    if name in modules and name:
+        return modules[name]
+    names = [n for n in modules if n]
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
+    top = sorted({n.split(".")[0] for n in names})
+    hint = f"close names: {close}" if close else f"top-level modules: {top}"
+    raise ValueError(f"{type(model).__name__} has no layer named {name!r}; {hint}")
+
+
+def list_layers(
+    model: nn.Module,
+    input_shape: Sequence[int],
+    *,
+    spatial_only: bool = True,
+    additional_forward_args: Any = None,
+) -> list[LayerInfo]:
+    """Every layer of ``model`` with its output shape for inputs of ``input_shape``.
+
+    Runs one forward pass on zeros (no gradients) with hooks that are removed afterwards,
+    also when the forward raises. The model's mode is not changed.
+
+    Args:
+        model: the network.
+        input_shape: the full input shape ``(N, C, *S)``, e.g. ``(1, 1, 64, 64, 64)``.
+        spatial_only: keep only layers whose output has the inputs' number of spatial dims
+            (the candidates for a CAM).
+        additional_forward_args: further model arguments.
+
+    Returns:
+        :class:`LayerInfo` for each layer, in the order their first call finishes (a block
+        after its sub-layers).
+
+    Example:
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam.integrations.monai import list_layers
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> {i.name: i.output_shape for i in list_layers(net, (1, 1, 32, 32, 32))}["layer4"]
+        (1, 512, 2, 2, 2)
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    shape = tuple(int(s) for s in input_shape)
+    if len(shape) < 3 or any(s < 1 for s in shape):
+        raise ValueError(
+            f"input_shape must be (N, C, *spatial) with positive sizes, got {tuple(input_shape)}"
+        )
+    param = next(iter(model.parameters()), None)
+    x = torch.zeros(
+        shape,
+        dtype=param.dtype if param is not None and param.is_floating_point() else torch.float32,
+        device=param.device if param is not None else None,
+    )
+    seen: dict[str, LayerInfo] = {}
+
+    def hook_for(name: str, module: nn.Module) -> Any:
+        def hook(_m: nn.Module, _inp: Any, out: Any) -> None:
+            out_shape = tuple(out.shape) if isinstance(out, Tensor) else ()
+            calls = seen[name].calls + 1 if name in seen else 1
+            seen[name] = LayerInfo(name, type(module).__name__, out_shape, calls)
+
+        return hook
+
+    handles = [m.register_forward_hook(hook_for(n, m)) for n, m in model.named_modules() if n]
+    try:
+        with torch.no_grad():
+            args = additional_forward_args
+            model(x, *(() if args is None else args if isinstance(args, tuple) else (args,)))
+    finally:
+        for h in handles:
+            h.remove()
+    infos = list(seen.values())
+    if spatial_only:
+        infos = [i for i in infos if len(i.output_shape) == len(shape)]
+    return infos

@@ -1,0 +1,101 @@
+"""Slice overlays of an attribution on a volume (matplotlib, imported lazily)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import Tensor
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["plot_slices"]
+
+_AXES = {0: "axial (D)", 1: "coronal (H)", 2: "sagittal (W)"}
+
+
+def plot_slices(
+    volume: Tensor,
+    attribution: Tensor,
+    *,
+    center: Sequence[int] | None = None,
+    mask: Tensor | None = None,
+    alpha: float = 0.45,
+    cmap: str = "jet",
+    title: str | None = None,
+) -> Figure:
+    """Three orthogonal slices of ``volume`` with ``attribution`` overlaid.
+
+    The slices pass through ``center``, by default the voxel where the attribution is
+    largest. The overlay is min-max scaled for display only; the colour bar says so.
+
+    Args:
+        volume: ``(D, H, W)``, ``(1, D, H, W)`` or ``(1, 1, D, H, W)``.
+        attribution: the same spatial shape as ``volume`` (upsample a layer-resolution map
+            first, e.g. with ``ScoreCAM3D``).
+        center: ``(d, h, w)`` voxel to slice through.
+        mask: optional ground-truth mask of the same shape, drawn as a contour.
+        alpha: overlay opacity.
+        cmap: colour map of the overlay.
+        title: figure title.
+
+    Returns:
+        A matplotlib ``Figure`` with one row of three panels.
+
+    Raises:
+        ValueError: shapes that are not one volume, or that differ.
+    """
+    from matplotlib.figure import Figure
+
+    vol = _as_volume(volume, "volume")
+    att = _as_volume(attribution, "attribution")
+    if att.shape != vol.shape:
+        raise ValueError(
+            f"attribution shape {tuple(att.shape)} differs from volume shape {tuple(vol.shape)}; "
+            "upsample the map to the input first"
+        )
+    msk = _as_volume(mask, "mask") if mask is not None else None
+    if center is None:
+        flat = int(att.argmax())
+        center = (
+            flat // (vol.shape[1] * vol.shape[2]),
+            (flat // vol.shape[2]) % vol.shape[1],
+            flat % vol.shape[2],
+        )
+    span = float(att.max() - att.min())
+    shown = (att - att.min()) / span if span > 0 else torch.zeros_like(att)
+
+    fig = Figure(figsize=(12, 4.3), layout="constrained")
+    axes = fig.subplots(1, 3)
+    image: Any = None
+    for axis, ax in enumerate(axes):
+        index = [slice(None)] * 3
+        index[axis] = int(center[axis])
+        ax.imshow(vol[tuple(index)].numpy(), cmap="gray", origin="lower")
+        image = ax.imshow(
+            shown[tuple(index)].numpy(), cmap=cmap, alpha=alpha, vmin=0, vmax=1, origin="lower"
+        )
+        if msk is not None and bool(msk[tuple(index)].any()):
+            ax.contour(
+                msk[tuple(index)].float().numpy(), levels=[0.5], colors="white", linewidths=1.2
+            )
+        ax.set_title(f"{_AXES[axis]} slice {int(center[axis])}")
+        ax.set_axis_off()
+    fig.colorbar(image, ax=list(axes), shrink=0.8, label="attribution (min-max scaled for display)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _as_volume(x: Tensor, name: str) -> Tensor:
+    t = torch.as_tensor(x).detach()
+    t = t.as_tensor() if hasattr(t, "as_tensor") else t
+    while t.dim() > 3 and t.shape[0] == 1:
+        t = t[0]
+    if t.dim() != 3:
+        raise ValueError(
+            f"{name} must be one volume (D, H, W), got shape {tuple(torch.as_tensor(x).shape)}"
+        )
+    return t.float().cpu()
