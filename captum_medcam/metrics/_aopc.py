@@ -23,6 +23,9 @@ __all__ = ["aopc", "aopc_curve", "region_labels"]
 Order = Literal["morf", "lerf"]
 Reduction = Literal["mean", "sum"]
 
+#: Samek et al.'s patch edge (9x9), shrunk to the input where it is smaller.
+_DEFAULT_REGION = 9
+
 #: Samek et al.'s perturbation: uniform noise over each example's range.
 _UNIFORM = uniform_noise_baseline()
 
@@ -121,8 +124,9 @@ def aopc_curve(
     Args:
         forward_func, inputs, attributions, target, additional_forward_args, score,
             max_examples_per_batch, show_progress: as in :func:`deletion_auc`.
-        region_size: patch edge in voxels, an int or one per spatial dim (default 9, the
-            paper's 9x9 patches, when no ``feature_mask`` is given).
+        region_size: patch edge in voxels, an int or one per spatial dim (default: 9, the
+            paper's 9x9 patches, or the input's extent where that is smaller, when no
+            ``feature_mask`` is given). A given size larger than the input is an error.
         feature_mask: integer labels broadcastable to ``(N, 1, *S)``, as in Captum.
         n_regions: ``L``, the number of regions perturbed (default: all; the paper uses 100).
         order: ``"morf"`` (most relevant first) or ``"lerf"`` (least relevant first, the
@@ -159,7 +163,7 @@ def aopc_curve(
         forward_func, inputs, attributions, additional_forward_args, score, max_examples_per_batch
     )
     if region_size is None and feature_mask is None:
-        region_size = 9
+        region_size = tuple(min(_DEFAULT_REGION, extent) for extent in p.x.shape[2:])
     labels = region_labels(p.x, region_size, feature_mask).flatten(1)  # (N, V)
     n = p.x.shape[0]
     r = int(labels.max()) + 1

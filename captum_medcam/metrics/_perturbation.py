@@ -17,7 +17,7 @@ under ``torch.no_grad()``: memory is bounded by the batch knob, not by the numbe
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, cast
 
 import torch
 from torch import Tensor
@@ -286,4 +286,6 @@ def _score(
     if score == "correct":
         assert isinstance(targets, Tensor)  # guaranteed by _resolve_target
         return (output.argmax(1) == targets.index_select(0, index)).to(dtype)
-    return class_scores(output, targets, index, score).to(dtype)
+    return class_scores(output, targets, index, cast(Literal["probability", "logit"], score)).to(
+        dtype
+    )

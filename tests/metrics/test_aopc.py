@@ -193,7 +193,9 @@ def test_errors() -> None:
         ValueError,
         match=r"region_size \(9, 9, 9\) must be between 1 and the input's spatial shape \(8, 8, 8\)",
     ):
-        aopc(model, x, x)  # the default 9 does not fit
+        aopc(model, x, x, region_size=9)
+    # the default 9 shrinks to an input that is smaller: one 8^3 region
+    assert aopc_curve(model, x, x, baselines=0.0).scores.shape == (1, 2)
     with pytest.raises(ValueError, match="3 ints"):
         aopc(model, x, x, region_size=(2, 2))
     with pytest.raises(ValueError, match="either region_size or feature_mask"):
