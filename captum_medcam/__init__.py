@@ -8,7 +8,23 @@ functions in :mod:`captum_medcam.metrics`, as in :mod:`captum.metrics`.
 from importlib.metadata import PackageNotFoundError, version
 
 from captum_medcam import attr, data, metrics, visualization
-from captum_medcam.attr import CRM, CRM3D, CNNFixations, ScoreCAM, ScoreCAM3D
+from captum_medcam.attr import (
+    CRM,
+    CRM3D,
+    CNNFixations,
+    GradCAM3D,
+    GradCAMPlusPlus,
+    GradCAMPlusPlus3D,
+    GuidedGradCAM3D,
+    HiResCAM,
+    HiResCAM3D,
+    LayerCAM,
+    LayerCAM3D,
+    ScoreCAM,
+    ScoreCAM3D,
+    XGradCAM,
+    XGradCAM3D,
+)
 from captum_medcam.evaluation import EvaluationResult, evaluate_dataset, run_distributed
 
 try:
@@ -21,8 +37,18 @@ __all__ = [
     "CRM3D",
     "CNNFixations",
     "EvaluationResult",
+    "GradCAM3D",
+    "GradCAMPlusPlus",
+    "GradCAMPlusPlus3D",
+    "GuidedGradCAM3D",
+    "HiResCAM",
+    "HiResCAM3D",
+    "LayerCAM",
+    "LayerCAM3D",
     "ScoreCAM",
     "ScoreCAM3D",
+    "XGradCAM",
+    "XGradCAM3D",
     "__version__",
     "attr",
     "data",

@@ -12,7 +12,7 @@ import sys
 import time
 
 import torch
-from conftest import masked_score_metric, mean_map_metric, small_cnn
+from tests.conftest import masked_score_metric, mean_map_metric, small_cnn
 
 from captum_medcam import ScoreCAM3D, evaluate_dataset, run_distributed
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from conftest import assert_unchanged, mean_map_metric, model_state, small_cnn
+from tests.conftest import assert_unchanged, mean_map_metric, model_state, small_cnn
 from torch.utils.data import DataLoader
 
 from captum_medcam import ScoreCAM3D, evaluate_dataset

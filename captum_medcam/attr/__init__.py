@@ -2,6 +2,34 @@
 
 from captum_medcam.attr._crm import CRM, CRM3D
 from captum_medcam.attr._fixations import CNNFixations
+from captum_medcam.attr._grad_cam import (
+    GradCAM3D,
+    GradCAMPlusPlus,
+    GradCAMPlusPlus3D,
+    GuidedGradCAM3D,
+    HiResCAM,
+    HiResCAM3D,
+    LayerCAM,
+    LayerCAM3D,
+    XGradCAM,
+    XGradCAM3D,
+)
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
 
-__all__ = ["CRM", "CRM3D", "CNNFixations", "ScoreCAM", "ScoreCAM3D"]
+__all__ = [
+    "CRM",
+    "CRM3D",
+    "CNNFixations",
+    "GradCAM3D",
+    "GradCAMPlusPlus",
+    "GradCAMPlusPlus3D",
+    "GuidedGradCAM3D",
+    "HiResCAM",
+    "HiResCAM3D",
+    "LayerCAM",
+    "LayerCAM3D",
+    "ScoreCAM",
+    "ScoreCAM3D",
+    "XGradCAM",
+    "XGradCAM3D",
+]

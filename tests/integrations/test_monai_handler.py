@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from conftest import hook_count, mean_map_metric
+from tests.conftest import hook_count, mean_map_metric
 from monai.engines import SupervisedEvaluator
 from monai.networks.nets import resnet10
 

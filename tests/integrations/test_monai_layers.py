@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from captum.attr import LayerGradCam
-from conftest import assert_unchanged, model_state, small_cnn
+from tests.conftest import assert_unchanged, model_state, small_cnn
 from monai.data import MetaTensor
 from monai.networks import nets
 from torch import nn

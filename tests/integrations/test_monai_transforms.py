@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerGradCam
-from conftest import assert_unchanged, model_state, small_cnn
+from tests.conftest import assert_unchanged, model_state, small_cnn
 from monai.data import MetaTensor
 from monai.transforms import (
     Compose,
