@@ -1,9 +1,26 @@
-"""Metrics over precomputed attributions: localization against masks and sanity checks.
+"""Metrics over precomputed attributions, one value per example, for 1, 2 and 3 spatial dims.
 
-Every metric returns one value per example, works for 1, 2 and 3 spatial dims and runs on
-the attributions' device.
+Plain functions in the style of ``captum.metrics.infidelity``: they take the model (where
+needed), the inputs and any attribution tensor (from this library or from Captum).
+Faithfulness (deletion, insertion, AOPC), localization against masks, and sanity checks.
 """
 
+from captum_medcam.metrics._aopc import aopc, aopc_curve, region_labels
+from captum_medcam.metrics._baselines import (
+    blur_baseline,
+    gaussian_blur,
+    mean_baseline,
+    normal_noise_baseline,
+    uniform_noise_baseline,
+)
+from captum_medcam.metrics._deletion_insertion import (
+    deletion_auc,
+    deletion_curve,
+    deletion_insertion_auc,
+    deletion_insertion_curves,
+    insertion_auc,
+    insertion_curve,
+)
 from captum_medcam.metrics._localization import (
     attribution_dice,
     attribution_iou,
@@ -11,17 +28,38 @@ from captum_medcam.metrics._localization import (
     pointing_game,
     relevance_rank_accuracy,
 )
+from captum_medcam.metrics._perturbation import PerturbationCurve, auc
 from captum_medcam.metrics._sanity import RandomizationResult, model_parameter_randomization
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
+from captum_medcam.metrics._summary import Summary, correctly_classified, summarize
 
 __all__ = [
+    "PerturbationCurve",
     "RandomizationResult",
+    "Summary",
+    "aopc",
+    "aopc_curve",
     "attribution_dice",
     "attribution_iou",
+    "auc",
+    "blur_baseline",
+    "correctly_classified",
+    "deletion_auc",
+    "deletion_curve",
+    "deletion_insertion_auc",
+    "deletion_insertion_curves",
     "energy_pointing_game",
+    "gaussian_blur",
+    "insertion_auc",
+    "insertion_curve",
+    "mean_baseline",
     "model_parameter_randomization",
+    "normal_noise_baseline",
     "pointing_game",
+    "region_labels",
     "relevance_rank_accuracy",
     "spearman_rank_correlation",
     "structural_similarity",
+    "summarize",
+    "uniform_noise_baseline",
 ]

@@ -1,0 +1,291 @@
+"""The perturbation engine shared by deletion, insertion and AOPC.
+
+Every metric here scores a sequence of inputs in which the highest ranked units (voxels or
+regions) are swapped with a substrate. With ``order`` the rank of each voxel's unit
+``(N, 1, *S)`` and a threshold ``t``::
+
+    deletion:  x_t = where(order < t, substrate, x)
+    insertion: x_t = where(order < t, x, substrate)
+
+The engine lists the distinct ``(threshold, substrate, direction)`` points of all requested
+curves, so an input that two curves share (the clean input; the fully deleted input, which
+is also insertion's start when both use the same substrate) is evaluated once. Jobs
+``(point, example)`` are then built on the fly, ``max_examples_per_batch`` at a time, and run
+under ``torch.no_grad()``: memory is bounded by the batch knob, not by the number of steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, NamedTuple, cast
+
+import torch
+from torch import Tensor
+
+from captum_medcam.attr._checks import (
+    check_inputs,
+    check_positive_int,
+    format_additional_args,
+    index_additional_args,
+    per_sample_target,
+    unwrap_meta,
+    warn_if_training,
+)
+from captum_medcam.attr._score_cam import class_scores
+
+__all__ = [
+    "DEFAULT_MAX_EXAMPLES_PER_BATCH",
+    "CurveSpec",
+    "PerturbationCurve",
+    "Prepared",
+    "auc",
+    "prepare",
+    "run_curves",
+    "voxel_order",
+]
+
+MetricScore = Literal["probability", "logit", "correct"]
+_SCORES = ("probability", "logit", "correct")
+
+#: Perturbed inputs per forward pass. Raise it on a GPU until memory is the limit.
+DEFAULT_MAX_EXAMPLES_PER_BATCH = 32
+
+
+class PerturbationCurve(NamedTuple):
+    """A perturbation curve: x positions ``(T,)`` and one score per example ``(N, T)``."""
+
+    x: Tensor
+    scores: Tensor
+
+
+def auc(curve: PerturbationCurve) -> Tensor:
+    """Area under a curve by the trapezoid rule, one value per example ``(N,)``.
+
+    With ``T = n_steps + 1`` equally spaced points on ``[0, 1]`` this is RISE's
+    ``(sum - first / 2 - last / 2) / n_steps``.
+
+    Example:
+        >>> import torch
+        >>> auc(PerturbationCurve(torch.linspace(0, 1, 3), torch.tensor([[1.0, 0.5, 0.0]])))
+        tensor([0.5000])
+    """
+    return torch.trapezoid(curve.scores, curve.x.to(curve.scores), dim=1)
+
+
+class Prepared(NamedTuple):
+    """Checked inputs of a metric call."""
+
+    x: Tensor  # (N, C, *S)
+    relevance: Tensor  # (N, 1, *S): the attributions summed over channels
+    args: tuple[Any, ...]
+
+
+def prepare(
+    forward_func: Callable[..., Any],
+    inputs: object,
+    attributions: object,
+    additional_forward_args: object,
+    score: object,
+    max_examples_per_batch: object,
+) -> Prepared:
+    """Check the arguments every perturbation metric shares.
+
+    Raises:
+        TypeError: a forward_func that is not callable, inputs or attributions that are not
+            floating tensors, a non-int ``max_examples_per_batch``.
+        ValueError: shapes that do not match, a layer-resolution map, NaN/inf, an unknown
+            ``score``, ``max_examples_per_batch < 1``.
+    """
+    if not callable(forward_func):
+        raise TypeError(
+            f"forward_func must be callable (a model), got {type(forward_func).__name__}"
+        )
+    if score not in _SCORES:
+        raise ValueError(f"score must be 'probability', 'logit' or 'correct', got {score!r}")
+    if max_examples_per_batch is not None:
+        check_positive_int(max_examples_per_batch, "max_examples_per_batch")
+    x = check_inputs(unwrap_meta(inputs))  # type: ignore[arg-type]
+    attr = check_inputs(unwrap_meta(attributions), name="attributions")  # type: ignore[arg-type]
+    if attr.dim() != x.dim():
+        raise ValueError(
+            f"attributions of shape {tuple(attr.shape)} do not match inputs of shape "
+            f"{tuple(x.shape)}: expected (N, 1 or C, *spatial) with the same number of dims"
+        )
+    if attr.shape[2:] != x.shape[2:]:
+        mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[x.dim() - 2]
+        raise ValueError(
+            f"attributions have spatial shape {tuple(attr.shape[2:])} but the inputs "
+            f"{tuple(x.shape[2:])}: a layer-resolution map must be upsampled to the input first, "
+            f"e.g. captum.attr.LayerAttribution.interpolate(attributions, inputs.shape[2:], "
+            f"'{mode}')"
+        )
+    if attr.shape[0] != x.shape[0]:
+        raise ValueError(
+            f"attributions have {attr.shape[0]} examples but the inputs {x.shape[0]} "
+            f"(shapes {tuple(attr.shape)} and {tuple(x.shape)})"
+        )
+    if attr.shape[1] not in (1, x.shape[1]):
+        raise ValueError(
+            f"attributions have {attr.shape[1]} channels; expected 1 (broadcast over the "
+            f"inputs' channels) or {x.shape[1]} like the inputs"
+        )
+    warn_if_training(forward_func)
+    relevance = attr.detach().to(x.device).sum(1, keepdim=True)
+    return Prepared(x, relevance, format_additional_args(additional_forward_args))
+
+
+def voxel_order(relevance: Tensor, descending: bool = True) -> Tensor:
+    """Rank of every voxel, 0 for the most relevant ``(N, 1, *S)``.
+
+    Ties are broken by position: of voxels with equal relevance the one that comes first in
+    C order (the flattened ``D, H, W`` index) is ranked first, in both directions.
+    """
+    flat = relevance.flatten(1)
+    n, v = flat.shape
+    idx = torch.sort(flat, dim=1, descending=descending, stable=True).indices
+    rank = torch.empty_like(idx)
+    rank.scatter_(1, idx, torch.arange(v, device=flat.device).expand(n, v))
+    return rank.view(relevance.shape)
+
+
+class CurveSpec(NamedTuple):
+    """One requested curve: a substrate, a direction and one threshold per point."""
+
+    substrate: int  # index into the substrates list
+    insert: bool  # False: deletion (the first t units take the substrate)
+    thresholds: Sequence[int]
+
+
+def run_curves(
+    forward_func: Callable[..., Any],
+    x: Tensor,
+    args: tuple[Any, ...],
+    target: object,
+    order: Tensor,
+    full: int,
+    substrates: Sequence[Tensor],
+    specs: Sequence[CurveSpec],
+    *,
+    score: MetricScore,
+    max_examples_per_batch: int | None,
+    show_progress: bool,
+) -> list[Tensor]:
+    """Score every point of every requested curve, each distinct input once.
+
+    Args:
+        forward_func: the model.
+        x: clean inputs ``(N, C, *S)``.
+        args: formatted additional forward args.
+        target: Captum target; None takes the class predicted on ``x``.
+        order: rank of each voxel's unit ``(N, 1, *S)``, long.
+        full: a threshold at or above which every unit of every example is perturbed.
+        substrates: tensors shaped like ``x``.
+        specs: the curves.
+        score: ``"probability"``, ``"logit"`` or ``"correct"``.
+        max_examples_per_batch: inputs per forward (None: all in one).
+        show_progress: a progress bar over the forwards.
+
+    Returns:
+        One ``(N, T)`` score tensor per spec.
+    """
+    n = x.shape[0]
+    chunk = max_examples_per_batch or max(n, 1)
+    everyone = torch.arange(n, device=x.device)
+
+    # Distinct points. Key None is the clean input, already scored by the clean forward.
+    keys: dict[tuple[int, bool, int], int] = {}
+    columns: list[list[int | None]] = []
+    for spec in specs:
+        cols: list[int | None] = []
+        for t in spec.thresholds:
+            t = int(min(max(t, 0), full))
+            if t == (full if spec.insert else 0):
+                cols.append(None)
+                continue
+            fully_replaced = t == (0 if spec.insert else full)
+            # The fully replaced input is the same for deletion and insertion: one key.
+            key = (
+                (spec.substrate, False, full)
+                if fully_replaced
+                else (spec.substrate, spec.insert, t)
+            )
+            cols.append(keys.setdefault(key, len(keys)))
+        columns.append(cols)
+    n_keys = len(keys)
+    key_sub = torch.tensor([k[0] for k in keys], dtype=torch.long, device=x.device)
+    key_insert = torch.tensor([k[1] for k in keys], dtype=torch.bool, device=x.device)
+    key_t = torch.tensor([k[2] for k in keys], dtype=torch.long, device=x.device)
+    stacked = substrates[0].unsqueeze(0) if len(substrates) == 1 else torch.stack(list(substrates))
+    view = (-1,) + (1,) * (x.dim() - 1)
+
+    n_jobs = n_keys * n
+    bar = None
+    if show_progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=-(-n // chunk) + -(-n_jobs // chunk), desc="metric forwards", unit="batch")
+
+    try:
+        with torch.no_grad():
+            outputs = []
+            for i in range(0, n, chunk):
+                index = everyone[i : i + chunk]
+                outputs.append(
+                    forward_func(x[i : i + chunk], *index_additional_args(args, index, n))
+                )
+                if bar is not None:
+                    bar.update(1)
+            clean_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+            targets = _resolve_target(target, n, clean_out, score)
+            clean = _score(clean_out, targets, everyone, score, x.dtype)
+            flat_scores = clean.new_empty(n_keys * n)
+            for start in range(0, n_jobs, chunk):
+                ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
+                k, s = ids // n, ids % n
+                shown = (order.index_select(0, s) < key_t[k].view(view)) != key_insert[k].view(view)
+                perturbed = torch.where(shown, stacked[key_sub[k], s], x.index_select(0, s))
+                out = forward_func(perturbed, *index_additional_args(args, s, n))
+                flat_scores[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
+                if bar is not None:
+                    bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    scores = flat_scores.view(n_keys, n)
+    return [
+        torch.stack([clean if c is None else scores[c] for c in cols], dim=1) for cols in columns
+    ]
+
+
+def _resolve_target(
+    target: object, n: int, output: Tensor, score: str
+) -> Tensor | list[Any] | None:
+    """Captum's target, or the class predicted on the clean input when it is None."""
+    if target is None and output.dim() == 2 and output.shape[1] > 1:
+        return output.argmax(1)
+    targets = per_sample_target(target, n, output)
+    if score == "correct" and not (
+        isinstance(targets, Tensor) and output.dim() == 2 and output.shape[1] > 1
+    ):
+        raise ValueError(
+            f"score='correct' compares the argmax over classes with the target, so it needs a "
+            f"model output of shape (N, K) with K > 1 and integer targets; got output shape "
+            f"{tuple(output.shape)} and target {target!r}"
+        )
+    return targets
+
+
+def _score(
+    output: Tensor,
+    targets: Tensor | list[Any] | None,
+    index: Tensor,
+    score: str,
+    dtype: torch.dtype,
+) -> Tensor:
+    """One score per row of ``output``: probability, logit, or 0/1 correctness."""
+    if score == "correct":
+        assert isinstance(targets, Tensor)  # guaranteed by _resolve_target
+        return (output.argmax(1) == targets.index_select(0, index)).to(dtype)
+    return class_scores(output, targets, index, cast(Literal["probability", "logit"], score)).to(
+        dtype
+    )

@@ -1,0 +1,136 @@
+"""Data-set summaries of per-example metric values, as the published tables report them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor
+
+from captum_medcam.attr._checks import (
+    check_inputs,
+    check_positive_int,
+    format_additional_args,
+    index_additional_args,
+    unwrap_meta,
+    warn_if_training,
+)
+from captum_medcam.metrics._perturbation import DEFAULT_MAX_EXAMPLES_PER_BATCH
+
+__all__ = ["Summary", "correctly_classified", "summarize"]
+
+
+def correctly_classified(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    labels: Tensor,
+    additional_forward_args: Any = None,
+    *,
+    max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
+) -> Tensor:
+    """Which examples the model classifies correctly (argmax of the output == label).
+
+    Both reference studies (3D Score-CAM on OrganMNIST3D; Grad-CAM AOPC on chest X-rays)
+    average their metrics over the correctly classified test examples only; pass the result
+    as ``mask`` to :func:`summarize`.
+
+    Args:
+        forward_func: the model, returning ``(N, K)`` scores.
+        inputs: ``(N, C, *S)``.
+        labels: ``(N,)`` or ``(N, 1)`` integer class labels (MedMNIST gives ``(N, 1)``).
+        additional_forward_args: as in Captum.
+        max_examples_per_batch: examples per forward pass (None: all at once).
+
+    Returns:
+        A bool tensor ``(N,)``.
+
+    Raises:
+        ValueError: labels that do not have one entry per example, an output that is not
+            ``(N, K)``. TypeError: float labels.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(4, 2)).eval()
+        >>> correctly_classified(model, torch.randn(3, 1, 2, 2), torch.tensor([0, 1, 1])).shape
+        torch.Size([3])
+    """
+    x = check_inputs(unwrap_meta(inputs))
+    if not isinstance(labels, Tensor) or labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(
+            f"labels must be an integer tensor, got {getattr(labels, 'dtype', type(labels).__name__)}"
+        )
+    n = x.shape[0]
+    if labels.numel() != n:
+        raise ValueError(
+            f"labels has shape {tuple(labels.shape)}, expected one label per example ({n})"
+        )
+    if max_examples_per_batch is not None:
+        check_positive_int(max_examples_per_batch, "max_examples_per_batch")
+    chunk = max_examples_per_batch or n
+    args = format_additional_args(additional_forward_args)
+    warn_if_training(forward_func)
+    everyone = torch.arange(n, device=x.device)
+    predicted = []
+    with torch.no_grad():
+        for i in range(0, n, chunk):
+            index = everyone[i : i + chunk]
+            out = forward_func(x[i : i + chunk], *index_additional_args(args, index, n))
+            if out.dim() != 2:
+                raise ValueError(
+                    f"the model's output must be (N, K) class scores, got shape {tuple(out.shape)}"
+                )
+            predicted.append(out.argmax(1))
+    return torch.cat(predicted) == labels.reshape(-1).to(x.device)
+
+
+class Summary(NamedTuple):
+    """Mean and standard deviation of a metric over ``n`` examples; prints ``mean ± std``."""
+
+    mean: float
+    std: float
+    n: int
+
+    def __str__(self) -> str:
+        return f"{self.mean:.4f} ± {self.std:.4f}"
+
+
+def summarize(values: Tensor, mask: Tensor | None = None, *, correction: int = 0) -> Summary:
+    """Mean ± standard deviation of per-example values, optionally over ``mask`` only.
+
+    The default ``correction=0`` is NumPy's ``np.std`` (the population deviation) as the
+    reference tables were computed with NumPy; ``correction=1`` gives the sample deviation.
+
+    Args:
+        values: ``(N,)`` metric values, e.g. from :func:`deletion_auc`.
+        mask: ``(N,)`` bool, e.g. from :func:`correctly_classified`; None keeps all.
+        correction: degrees of freedom subtracted from the count.
+
+    Returns:
+        ``Summary(mean, std, n)``; ``str()`` gives ``"0.2576 ± 0.1710"``.
+
+    Raises:
+        ValueError: shapes that differ, or no value left.
+
+    Example:
+        >>> import torch
+        >>> str(summarize(torch.tensor([0.2, 0.4, 0.9]), torch.tensor([True, True, False])))
+        '0.3000 ± 0.1000'
+    """
+    v = values.detach().reshape(-1)
+    if mask is not None:
+        if mask.dtype != torch.bool or mask.numel() != v.numel():
+            raise ValueError(
+                f"mask must be a bool tensor with one entry per value ({v.numel()}), got "
+                f"dtype {mask.dtype} and shape {tuple(mask.shape)}"
+            )
+        v = v[mask.reshape(-1).to(v.device)]
+    if v.numel() == 0:
+        raise ValueError("no value to summarize (empty values, or a mask that keeps none)")
+    if v.numel() <= correction:
+        raise ValueError(
+            f"correction={correction} needs more than {correction} values, got {v.numel()}"
+        )
+    v = v.to(torch.float64)
+    return Summary(float(v.mean()), float(v.std(correction=correction)), int(v.numel()))
