@@ -40,7 +40,9 @@ pytest: $(VENV)/.dev-installed
 test: lint typecheck pytest
 
 bench: $(VENV)/.bench-installed
-	$(PY) benchmarks/run_all.py
+	for script in benchmarks/bench_*.py benchmarks/localization_sanity.py; do \
+		PYTHONPATH=. $(PY) $$script --quick || exit 1; \
+	done
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache .mypy_cache .ruff_cache
