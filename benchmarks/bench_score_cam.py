@@ -20,31 +20,28 @@ import torch
 from benchmarks._common import interleaved
 from captum_medcam import ScoreCAM, ScoreCAM3D
 from captum_medcam.attr._cam import minmax_normalize, resize
+from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._score_cam import _distinct_masks
+
+
+def layer_masks(model, layer, x):
+    """(activations, constant channels, distinct normalised masks at layer resolution)."""
+    with torch.no_grad():
+        _, acts = forward_with_capture(model, layer, x)
+    keys, constant = minmax_normalize(acts)
+    masks, _, _ = _distinct_masks(keys, constant, zero_mask=False)
+    return acts, constant, masks
 
 
 def count_forwards(model, layer, x) -> tuple[int, int, int]:
     """(channels, non-constant channels, distinct masks) for one example."""
-    saved = {}
-    h = layer.register_forward_hook(lambda m, i, o: saved.update(a=o))
-    with torch.no_grad():
-        model(x)
-    h.remove()
-    keys, constant = minmax_normalize(saved["a"])
-    masks, _, _ = _distinct_masks(keys, constant, zero_mask=False)
-    return saved["a"].shape[1], int((~constant).sum()), masks.shape[0]
+    acts, constant, masks = layer_masks(model, layer, x)
+    return acts.shape[1], int((~constant).sum()), masks.shape[0]
 
 
 def limit_fn(model, layer, x, target, chunk):
     """The same masked forwards, as a bare loop over masks prepared beforehand."""
-    saved = {}
-    h = layer.register_forward_hook(lambda m, i, o: saved.update(a=o))
-    with torch.no_grad():
-        model(x)
-    h.remove()
-    keys, constant = minmax_normalize(saved["a"])
-    masks, _, _ = _distinct_masks(keys, constant, zero_mask=False)
-    masks = minmax_normalize(resize(masks, x.shape[2:]))[0]
+    masks = minmax_normalize(resize(layer_masks(model, layer, x)[2], x.shape[2:]))[0]
 
     def run():
         with torch.no_grad():
@@ -103,7 +100,7 @@ def case(title, model, layer, layer_name, x, target, rounds, ppe_values, torchca
     stats = interleaved(methods, rounds)
     limit = next(v["median"] for n, v in stats.items() if n.startswith("limit"))
     print(
-        f"\n### {title}: layer {layer_name} map {tuple(count_layer_shape(model, layer, x))}, "
+        f"\n### {title}: layer {layer_name} map {tuple(layer_masks(model, layer, x)[0].shape[2:])}, "
         f"{k} channels, {live} non-constant, {distinct} distinct masks -> {distinct} forwards "
         f"({k - distinct} saved)"
     )
@@ -113,15 +110,6 @@ def case(title, model, layer, layer_name, x, target, rounds, ppe_values, torchca
             print(f"{name:38s} FAILED: {s['error']}")
         else:
             print(f"{name:38s} {s['median']:8.2f} {s['median'] / limit:8.2f} {s['peak_mb']:8.0f}")
-
-
-def count_layer_shape(model, layer, x):
-    saved = {}
-    h = layer.register_forward_hook(lambda m, i, o: saved.update(s=o.shape[2:]))
-    with torch.no_grad():
-        model(x)
-    h.remove()
-    return saved["s"]
 
 
 def main() -> None:

@@ -6,14 +6,18 @@ user's model or data.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "check_forward_and_layer",
     "check_inputs",
     "check_positive_int",
     "format_additional_args",
@@ -80,6 +84,20 @@ def check_inputs(
     return inputs
 
 
+def check_forward_and_layer(forward_func: object, layer: object = None) -> None:
+    """Check a method's configuration: a callable model and, when given, a module layer.
+
+    Raises:
+        TypeError: ``forward_func`` is not callable, or ``layer`` is not an ``nn.Module``.
+    """
+    if not callable(forward_func):
+        raise TypeError(
+            f"forward_func must be callable (a model), got {type(forward_func).__name__}"
+        )
+    if layer is not None and not isinstance(layer, nn.Module):
+        raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+
+
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` if it is an int >= 1, else raise naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, int):
@@ -116,13 +134,27 @@ def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
     )
 
 
-def warn_if_training(
-    forward_func: Callable[..., Any], layer: nn.Module | None = None, *, stacklevel: int = 4
-) -> None:
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside this package.
+
+    Counting frames by hand breaks as soon as a public function reaches a check through a
+    different number of private helpers; walking the stack does not.
+    """
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    frame: FrameType | None = sys._getframe(1)  # the caller of this function warns
+    level = 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        package + os.sep
+    ):
+        frame = frame.f_back
+        level += 1
+    return level
+
+
+def warn_if_training(forward_func: Callable[..., Any], layer: nn.Module | None = None) -> None:
     """Warn (once per call) if the model or the layer is in training mode.
 
-    ``stacklevel`` counts from this function: the default 4 points at the user's line when
-    called from a method's private helper called by ``attribute``.
+    The warning points at the user's line that called into captum_medcam.
     """
     module = (
         forward_func
@@ -136,7 +168,7 @@ def warn_if_training(
             "attribution random and batch dependent. Call model.eval() before explaining "
             "(captum_medcam never changes the mode of your model).",
             UserWarning,
-            stacklevel=stacklevel,
+            stacklevel=user_stacklevel(),
         )
 
 

@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, resize
 from captum_medcam.attr._checks import (
+    check_forward_and_layer,
     check_inputs,
     check_positive_int,
     format_additional_args,
@@ -83,12 +84,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         *,
         fc_layer: nn.Module | None = None,
     ) -> None:
-        if not callable(forward_func):
-            raise TypeError(
-                f"forward_func must be callable (a model), got {type(forward_func).__name__}"
-            )
-        if not isinstance(layer, nn.Module):
-            raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+        check_forward_and_layer(forward_func, layer)
         if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
             raise TypeError(
                 f"fc_layer must be the torch.nn.Linear after global average pooling, got "

@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from captum_medcam.attr._checks import check_forward_and_layer
+
 __all__ = ["forward_with_capture"]
 
 
@@ -43,8 +45,7 @@ def forward_with_capture(
         ValueError: the layer is not called by the forward pass, is called more than once
             on one device, or produces something other than one tensor.
     """
-    if not isinstance(layer, nn.Module):
-        raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+    check_forward_and_layer(forward_func, layer)
     saved: dict[torch.device, Tensor] = {}
     lock = threading.Lock()
     where = "input" if attribute_to_layer_input else "output"

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, minmax_normalize, resize, weighted_sum
 from captum_medcam.attr._checks import (
+    check_forward_and_layer,
     check_inputs,
     check_positive_int,
     format_additional_args,
@@ -58,12 +59,7 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        if not callable(forward_func):
-            raise TypeError(
-                f"forward_func must be callable (a model), got {type(forward_func).__name__}"
-            )
-        if not isinstance(layer, nn.Module):
-            raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
+        check_forward_and_layer(forward_func, layer)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
 

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from captum_medcam.attr._checks import (
+    check_forward_and_layer,
     check_inputs,
     check_positive_int,
     format_additional_args,
@@ -96,10 +97,7 @@ def prepare(
         ValueError: shapes that do not match, a layer-resolution map, NaN/inf, an unknown
             ``score``, ``max_examples_per_batch < 1``.
     """
-    if not callable(forward_func):
-        raise TypeError(
-            f"forward_func must be callable (a model), got {type(forward_func).__name__}"
-        )
+    check_forward_and_layer(forward_func)
     if score not in _SCORES:
         raise ValueError(f"score must be 'probability', 'logit' or 'correct', got {score!r}")
     if max_examples_per_batch is not None:

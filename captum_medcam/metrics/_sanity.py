@@ -25,6 +25,7 @@ from captum_medcam.attr._checks import (
     format_additional_args,
     index_additional_args,
     unwrap_meta,
+    user_stacklevel,
 )
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 
@@ -153,7 +154,7 @@ def _default_layers(model: nn.Module, x: Tensor, args: tuple[Any, ...], n: int) 
             f"modules {shown} hold parameters but have no reset_parameters(); they are not "
             "randomised. Name their parents in layers= with a reinit= function to include them.",
             UserWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
     order = [name for name in order if name not in skipped]
     if not order:
