@@ -11,9 +11,12 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, resize
 from captum_medcam.attr._checks import (
+    check_baseline_value,
+    check_flags,
     check_forward_and_layer,
     check_inputs,
     check_positive_int,
+    check_target_type,
     format_additional_args,
     index_additional_args,
     per_sample_target,
@@ -114,7 +117,10 @@ class _CRM(LayerAttribution, PerturbationAttribution):
     ) -> Tensor:
         original = inputs
         x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_target_type(target)
+        check_baseline_value(baselines)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        check_flags(upsample=upsample, align_corners=align_corners, show_progress=show_progress)
         mode = interpolation_mode(x.dim() - 2, interpolate_mode)
         args = format_additional_args(additional_forward_args)
         warn_if_training(self.forward_func, self.layer)

@@ -106,7 +106,14 @@ def _one(
     """Deletion and/or insertion curves in one pass; equal baselines share a substrate."""
     check_positive_int(n_steps, "n_steps")
     p = prepare(
-        forward_func, inputs, attributions, additional_forward_args, score, max_examples_per_batch
+        forward_func,
+        inputs,
+        attributions,
+        additional_forward_args,
+        score,
+        max_examples_per_batch,
+        target=target,
+        show_progress=show_progress,
     )
     n_vox = p.relevance[0, 0].numel()
     step = -(-n_vox // n_steps)

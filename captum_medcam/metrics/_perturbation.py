@@ -23,9 +23,12 @@ import torch
 from torch import Tensor
 
 from captum_medcam.attr._checks import (
+    check_choice,
+    check_flags,
     check_forward_and_layer,
     check_inputs,
     check_positive_int,
+    check_target_type,
     format_additional_args,
     index_additional_args,
     per_sample_target,
@@ -88,6 +91,9 @@ def prepare(
     additional_forward_args: object,
     score: object,
     max_examples_per_batch: object,
+    *,
+    target: object = None,
+    show_progress: object = False,
 ) -> Prepared:
     """Check the arguments every perturbation metric shares.
 
@@ -98,8 +104,9 @@ def prepare(
             ``score``, ``max_examples_per_batch < 1``.
     """
     check_forward_and_layer(forward_func)
-    if score not in _SCORES:
-        raise ValueError(f"score must be 'probability', 'logit' or 'correct', got {score!r}")
+    check_choice(score, "score", _SCORES)
+    check_target_type(target)
+    check_flags(show_progress=show_progress)
     if max_examples_per_batch is not None:
         check_positive_int(max_examples_per_batch, "max_examples_per_batch")
     x = check_inputs(unwrap_meta(inputs))  # type: ignore[arg-type]
