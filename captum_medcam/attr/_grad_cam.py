@@ -405,6 +405,7 @@ class GradCAMPlusPlus(_GradientCAM):
         interpolate_mode: str | None = None,
         align_corners: bool = False,
     ) -> Tensor:
+        check_flags(exp_score=exp_score)
         return self._gradient_cam(
             inputs,
             target,
@@ -457,6 +458,7 @@ class GradCAMPlusPlus3D(_GradientCAM):
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
     ) -> Tensor:
+        check_flags(exp_score=exp_score)
         return self._gradient_cam(
             inputs,
             target,

@@ -7,7 +7,6 @@ tensor broadcastable to the inputs, as Captum's ``baselines``.
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Callable
 from typing import Literal
@@ -175,9 +174,7 @@ def mean_baseline() -> Callable[[Tensor], Tensor]:
     return mean
 
 
-def _noise(
-    draw: Callable[..., Tensor], generator: int | torch.Generator, inputs: Tensor
-) -> Tensor:
+def _noise(draw: Callable[..., Tensor], generator: int | torch.Generator, inputs: Tensor) -> Tensor:
     """Standard noise shaped like ``inputs``, from a seed or from the caller's generator.
 
     A seed draws one ``(1, C, *S)`` sample on the CPU from a new generator and gives it to

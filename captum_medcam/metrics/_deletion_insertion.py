@@ -150,7 +150,13 @@ def _same_baseline(a: object, b: object) -> bool:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         return a.shape == b.shape and bool(torch.equal(a, b))
     numbers = (int, float)
-    return isinstance(a, numbers) and isinstance(b, numbers) and a == b
+    return (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
+    )
 
 
 def deletion_curve(

@@ -73,7 +73,26 @@ def auc(curve: PerturbationCurve) -> Tensor:
         >>> auc(PerturbationCurve(torch.linspace(0, 1, 3), torch.tensor([[1.0, 0.5, 0.0]])))
         tensor([0.5000])
     """
+    _check_curve(curve, "curve")
     return torch.trapezoid(curve.scores, curve.x.to(curve.scores), dim=1)
+
+
+def _check_curve(curve: object, name: str) -> PerturbationCurve:
+    """Return ``curve`` if it is a :class:`PerturbationCurve` with ``x (T,)`` and ``(N, T)``."""
+    if not isinstance(curve, PerturbationCurve):
+        raise TypeError(
+            f"{name} must be a PerturbationCurve (from deletion_curve, insertion_curve or "
+            f"aopc_curve), got {type(curve).__name__}"
+        )
+    x, s = curve
+    if not isinstance(x, Tensor) or not isinstance(s, Tensor):
+        raise TypeError(f"{name}.x and {name}.scores must be tensors")
+    if x.dim() != 1 or s.dim() != 2 or s.shape[1] != x.shape[0]:
+        raise ValueError(
+            f"{name} must hold x of shape (T,) and scores of shape (N, T), got "
+            f"{tuple(x.shape)} and {tuple(s.shape)}"
+        )
+    return curve
 
 
 class Prepared(NamedTuple):
