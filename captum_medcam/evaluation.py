@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from captum_medcam.attr._cam import resize
 from captum_medcam.attr._checks import (
     DEFAULT_SEED,
+    check_choice,
     check_flags,
     check_forward_and_layer,
     check_int,
@@ -374,8 +375,13 @@ def evaluate_dataset(
     check_int(num_workers, "num_workers", low=0)
     check_flags(show_progress=show_progress)
     kwargs = check_attribute_kwargs(attribute_kwargs)
-    if device is not None and not isinstance(device, (str, torch.device)):
-        raise TypeError(f"device must be None, a string or a torch.device, got {device!r}")
+    if device is not None:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be None, a string or a torch.device, got {device!r}")
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device {device!r} is not a device, e.g. 'cpu' or 'cuda:0'") from None
     if isinstance(data, DataLoader):
         dataset = data.dataset
         batch_size = batch_size or data.batch_size or 1
@@ -467,6 +473,10 @@ def run_distributed(
     """
     import torch.distributed as dist
 
+    if not callable(function):
+        raise TypeError(f"function must be callable, e.g. evaluate_dataset, got {function!r}")
+    if backend is not None:
+        check_choice(backend, "backend", ("nccl", "gloo", "mpi", "ucc"))
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return function(*args, **kwargs)
     if not dist.is_available():

@@ -150,6 +150,27 @@ BAD_INTERPOLATE = st.one_of(
 )
 
 
+CURVE = M.PerturbationCurve(torch.linspace(0, 1, 3), torch.tensor([[1.0, 0.4, 0.1]]))
+RESULT = M.RandomizationResult(
+    layers=("7", "3"),
+    mode="cascading",
+    similarity={"spearman": torch.tensor([[0.5, 0.4], [0.1, 0.0]])},
+    original=torch.zeros(2, 1, 4, 4),
+    seeds=(1, 2),
+)
+
+
+def _plot(name: str, **kw: Any) -> Any:
+    """Draw on an Axes of a Figure made without pyplot (so no figure is left open)."""
+    from matplotlib.figure import Figure
+
+    from captum_medcam import visualization
+
+    if name != "plot_slices":
+        kw["ax"] = Figure().subplots()
+    return getattr(visualization, name)(**kw)
+
+
 # ---------------------------------------------------------------------------------------
 # Entry points: a call, its good arguments and a bad-value strategy per argument
 # ---------------------------------------------------------------------------------------
@@ -434,6 +455,40 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
         partial(get_layer, MODEL),
         {"name": "4"},
         {"name": st.one_of(st.integers(), st.sampled_from(["", "layer4", "4.0"]))},
+    ),
+    "run_distributed": (
+        cm.run_distributed,
+        {"function": lambda: 1},
+        {"function": JUNK, "backend": bad_choice("nccl", "gloo", "mpi", "ucc")},
+    ),
+    "plot_deletion_insertion": (
+        lambda **kw: _plot("plot_deletion_insertion", **kw),
+        {"deletion": CURVE},
+        {
+            "deletion": st.sampled_from(
+                [tuple(CURVE), "c", M.PerturbationCurve(CURVE.x[:2], CURVE.scores)]
+            ),
+            "sample": st.one_of(st.floats(), st.text(max_size=2), st.integers(min_value=1)),
+        },
+    ),
+    "plot_randomization": (
+        lambda **kw: _plot("plot_randomization", **kw),
+        {"result": RESULT},
+        {
+            "result": JUNK,
+            "measures": st.sampled_from([["pearson"], "spearman", [1]]),
+            "show_examples": BAD_FLAG,
+        },
+    ),
+    "plot_slices": (
+        lambda **kw: _plot("plot_slices", **kw),
+        {"volume": X[0], "attribution": MAPS[0]},
+        {
+            "attribution": st.sampled_from([_with(MAPS[0], math.nan), MAPS[0, 0, :4], MAPS]),
+            "alpha": bad_float(low=0, high=1),
+            "center": st.sampled_from([(8, 0, 0), (1, 2), (-1, 0, 0), (1.5, 0, 0), "c"]),
+            "cmap": st.integers(),
+        },
     ),
     "SyntheticLesions": (
         SyntheticLesions,

@@ -403,8 +403,10 @@ class CRM(_CRM):
             dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
 
         Raises:
-            TypeError: inputs not a floating tensor; a baseline of the wrong type.
-            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
+            TypeError: inputs not a floating tensor; a baseline, target or option of the
+                wrong type.
+            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
+                range, a layer not
                 reached by the forward pass or not convolutional, a head that is not
                 ``GAP -> fc_layer`` on the fast path, ``perturbations_per_eval < 1``.
         """

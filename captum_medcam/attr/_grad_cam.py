@@ -334,10 +334,13 @@ _DOC_ARGS_TAIL = """
             metadata.
 
         Raises:
-            TypeError: inputs not a floating tensor; a layer that is not a module.
+            TypeError: inputs not a floating tensor; a layer that is not a module; a target
+                or an option of the wrong type (a string for a bool flag); a model that
+                returns a tuple or a dict.
             ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
-                reached by the forward pass or not on the path to the output, an
-                interpolation mode that does not fit the number of spatial dims.
+                reached by the forward pass, called twice in it, with a tuple output or not
+                on the path to the output, an interpolation mode that does not fit the
+                number of spatial dims.
             RuntimeError: called under ``torch.inference_mode()``.
         """
 
@@ -901,9 +904,12 @@ class GradCAM3D(_CaptumGradCAM):
             Maps ``(N, 1, D, H, W)`` at input resolution, not normalised.
 
         Raises:
-            TypeError: inputs not a floating tensor.
+            TypeError: inputs not a floating tensor, a target or flag of the wrong type, a
+                model that returns a tuple or a dict.
             ValueError: inputs that are not 5-D or hold NaN/inf, a target that does not fit
-                the model's output.
+                the model's output, a layer that the forward pass does not reach, calls
+                twice, that returns a tuple, or that the target scores do not depend on
+                (the checks of the other methods, made around Captum's code).
             RuntimeError: called under ``torch.inference_mode()``.
         """
         x = self._prepare(

@@ -336,9 +336,11 @@ class ScoreCAM(_ScoreCAM):
             metadata.
 
         Raises:
-            TypeError: inputs not a floating tensor; a layer that is not a module.
-            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
-                reached by the forward pass, ``perturbations_per_eval < 1``, unknown options.
+            TypeError: inputs not a floating tensor; a layer that is not a module; a
+                baseline, target or option of the wrong type.
+            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
+                range, a layer not reached by the forward pass, ``perturbations_per_eval <
+                1``, unknown options.
         """
         return self._score_cam(
             inputs,

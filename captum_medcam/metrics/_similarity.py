@@ -159,7 +159,8 @@ def structural_similarity(
         k1, k2: the stabilising constants.
 
     Returns:
-        ``(N,)``, at most 1 (1 for identical maps), in the dtype of ``a``.
+        ``(N,)``, at most 1 (1 for identical maps), in the dtype of ``a``; NaN for an
+        example whose maps contain NaN or inf.
 
     Raises:
         TypeError: non-tensor or non-floating inputs.
