@@ -69,8 +69,9 @@ class LayerMonitor:
         """Raise ``ValueError`` if the layer did not run in the forward pass."""
         if not self.saved:
             raise ValueError(
-                f"layer {type(self.layer).__name__} was not reached by the forward pass; "
-                "pass a module that the model calls (e.g. model.layer4)"
+                f"layer {type(self.layer).__name__} was not reached by the forward pass: it is "
+                "not part of this model, or the model does not call it; pass a module that the "
+                "model calls (e.g. model.layer4)"
             )
 
 
