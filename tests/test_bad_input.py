@@ -175,14 +175,21 @@ def _plot(name: str, **kw: Any) -> Any:
 # Entry points: a call, its good arguments and a bad-value strategy per argument
 # ---------------------------------------------------------------------------------------
 def _attribute(cls: type, **kw: Any) -> Callable[..., Any]:
-    def call(forward_func: Any = MODEL, layer: Any = MODEL[4], **args: Any) -> Any:
-        return cls(forward_func, layer, **kw).attribute(**args)
+    def call(
+        forward_func: Any = MODEL, layer: Any = MODEL[4], device_ids: Any = None, **args: Any
+    ) -> Any:
+        return cls(forward_func, layer, device_ids, **kw).attribute(**args)
 
     return call
 
 
 METHOD_ARGS = {"inputs": BAD_INPUTS, "target": BAD_TARGET}
-LAYER_ARGS = {"layer": BAD_LAYER, "forward_func": JUNK, "attribute_to_layer_input": BAD_FLAG}
+LAYER_ARGS = {
+    "layer": BAD_LAYER,
+    "forward_func": JUNK,
+    "attribute_to_layer_input": BAD_FLAG,
+    "device_ids": st.one_of(st.integers(), st.text(max_size=2), st.just([-1]), st.just([0.0])),
+}
 GRAD_ND = {
     "relu_attributions": BAD_FLAG,
     "upsample": BAD_FLAG,

@@ -104,13 +104,24 @@ _NO_LAYER: Any = object()
 DEFAULT_SEED = 0
 
 
-def check_forward_and_layer(forward_func: object, layer: object = _NO_LAYER) -> None:
-    """Check a method's configuration: a callable model and, when given, a module layer.
+def check_forward_and_layer(
+    forward_func: object, layer: object = _NO_LAYER, device_ids: object = None
+) -> None:
+    """Check a method's configuration: a callable model, a module layer when one is
+    passed, and Captum's ``device_ids`` (None or a list of CUDA device indices).
 
     Raises:
-        TypeError: ``forward_func`` is not callable, or ``layer`` (when passed, None
-            included) is not an ``nn.Module``.
+        TypeError: ``forward_func`` is not callable, ``layer`` (when passed, None
+            included) is not an ``nn.Module``, ``device_ids`` is not None or a list of ints.
+        ValueError: a negative device index.
     """
+    if device_ids is not None:
+        if not isinstance(device_ids, (list, tuple)):
+            raise TypeError(
+                f"device_ids must be None or a list of CUDA device indices, got {device_ids!r}"
+            )
+        for index in device_ids:
+            check_int(index, "device_ids", low=0)
     if not callable(forward_func):
         raise TypeError(
             f"forward_func must be callable (a model), got {type(forward_func).__name__}"

@@ -87,7 +87,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         *,
         fc_layer: nn.Module | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
             raise TypeError(
                 f"fc_layer must be the torch.nn.Linear after global average pooling, got "

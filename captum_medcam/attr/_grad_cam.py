@@ -246,7 +246,7 @@ class _GradientCAM(LayerAttribution, GradientAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
 
@@ -831,7 +831,7 @@ class _CaptumGradCAM(LayerAttribution, GradientAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
 

@@ -63,7 +63,7 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
 
