@@ -26,7 +26,17 @@ import torch
 from torch import Tensor, nn
 
 from captum_medcam.attr._cam import resize
-from captum_medcam.attr._checks import unwrap_meta, wrap_meta
+from captum_medcam.attr._checks import (
+    DEFAULT_SEED,
+    check_choice,
+    check_flags,
+    check_forward_and_layer,
+    check_int,
+    check_positive_int,
+    check_target_type,
+    unwrap_meta,
+    wrap_meta,
+)
 
 __all__ = [
     "EvaluationResult",
@@ -223,6 +233,41 @@ def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any
     return target
 
 
+def check_evaluation_target(target: object) -> None:
+    """Refuse, before any batch, a ``target`` that :func:`batch_target` cannot resolve.
+
+    Raises:
+        ValueError: a string other than ``"pred"`` and ``"label"``.
+        TypeError: a value that is neither such a string nor a Captum target.
+    """
+    if isinstance(target, str):
+        if target not in ("pred", "label"):
+            raise ValueError(
+                f"target must be 'pred', 'label' or a Captum target (an int, or one per "
+                f"example), got {target!r}"
+            )
+        return
+    check_target_type(target)
+
+
+def check_attribute_kwargs(attribute_kwargs: object) -> dict[str, Any]:
+    """``attribute_kwargs`` as a dict; None gives ``{}``.
+
+    Raises:
+        TypeError: not a mapping of option names (strings) to values.
+    """
+    if attribute_kwargs is None:
+        return {}
+    if not isinstance(attribute_kwargs, Mapping) or not all(
+        isinstance(k, str) for k in attribute_kwargs
+    ):
+        raise TypeError(
+            "attribute_kwargs must be a dict of options of attribution.attribute, e.g. "
+            f"{{'perturbations_per_eval': 32}}, got {attribute_kwargs!r}"
+        )
+    return dict(attribute_kwargs)
+
+
 def _world() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -300,8 +345,10 @@ def evaluate_dataset(
         targets, and ``summary[name] = (mean, std)``.
 
     Raises:
-        TypeError: an iterable data set (its length is needed to split it), bad metrics.
-        ValueError: a metric that does not return one value per example, bad targets.
+        TypeError: an iterable data set (its length is needed to split it), bad metrics, an
+            option of the wrong type.
+        ValueError: a metric that does not return one value per example, bad targets,
+            ``batch_size < 1``, ``num_workers < 0``.
         KeyError: ``image_key`` missing from the samples.
 
     Example:
@@ -320,7 +367,21 @@ def evaluate_dataset(
     """
     from torch.utils.data import DataLoader, Dataset, Subset
 
+    check_forward_and_layer(model)
     metric_fns = check_metrics(metrics)
+    check_evaluation_target(target)
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+    check_int(num_workers, "num_workers", low=0)
+    check_flags(show_progress=show_progress)
+    kwargs = check_attribute_kwargs(attribute_kwargs)
+    if device is not None:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be None, a string or a torch.device, got {device!r}")
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device {device!r} is not a device, e.g. 'cpu' or 'cuda:0'") from None
     if isinstance(data, DataLoader):
         dataset = data.dataset
         batch_size = batch_size or data.batch_size or 1
@@ -341,14 +402,18 @@ def evaluate_dataset(
     indices = list(range(rank, len(dataset), world_size))
     shard: Dataset[Any] = Subset(dataset, indices)
     loader: Iterable[Any] = DataLoader(
-        shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn, shuffle=False
+        shard,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(DEFAULT_SEED),  # torch's global RNG stays put
     )
     if show_progress and rank == 0:
         from tqdm.auto import tqdm
 
         loader = tqdm(loader, desc=f"evaluating (rank 0 of {world_size})", unit="batch")
 
-    kwargs = dict(attribute_kwargs or {})
     parts: dict[str, list[Tensor]] = {name: [] for name in (*metric_fns, "__target__")}
     for batch in loader:
         images, labels = _split_batch(batch, image_key, label_key)
@@ -408,6 +473,10 @@ def run_distributed(
     """
     import torch.distributed as dist
 
+    if not callable(function):
+        raise TypeError(f"function must be callable, e.g. evaluate_dataset, got {function!r}")
+    if backend is not None:
+        check_choice(backend, "backend", ("nccl", "gloo", "mpi", "ucc"))
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return function(*args, **kwargs)
     if not dist.is_available():

@@ -14,6 +14,8 @@ from captum_medcam.evaluation import (
     apply_metrics,
     attribute_batch,
     batch_target,
+    check_attribute_kwargs,
+    check_evaluation_target,
     check_metrics,
     gather_values,
     summarize,
@@ -87,13 +89,14 @@ class AttributionHandler:
                 "attribution must be an attribution object with an attribute() method, "
                 f"got {type(attribution).__name__}"
             )
+        check_evaluation_target(target)
         self.attribution = attribution
         self.metrics = check_metrics(metrics)
         self.target = target
         self.image_key = image_key
         self.pred_key = pred_key
         self.label_key = label_key
-        self.attribute_kwargs = dict(attribute_kwargs or {})
+        self.attribute_kwargs = check_attribute_kwargs(attribute_kwargs)
         self.values: dict[str, Tensor] = {}
         self._parts: dict[str, list[Tensor]] = {}
 

@@ -12,8 +12,8 @@ from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 from torch import Tensor
 
-from captum_medcam.attr._checks import unwrap_meta, wrap_meta
-from captum_medcam.evaluation import attribute_batch
+from captum_medcam.attr._checks import check_flags, unwrap_meta, wrap_meta
+from captum_medcam.evaluation import attribute_batch, check_attribute_kwargs
 
 __all__ = ["Attributiond", "InvertAttributiond"]
 
@@ -93,6 +93,7 @@ class Attributiond(MapTransform):
         attribute_kwargs: Mapping[str, Any] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
+        check_flags(allow_missing_keys=allow_missing_keys)
         super().__init__(keys, allow_missing_keys)
         if not callable(getattr(attribution, "attribute", None)):
             raise TypeError(
@@ -108,7 +109,7 @@ class Attributiond(MapTransform):
             if map_keys is None
             else ensure_tuple_rep(map_keys, len(self.keys))
         )
-        self.attribute_kwargs = dict(attribute_kwargs or {})
+        self.attribute_kwargs = check_attribute_kwargs(attribute_kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -177,6 +178,7 @@ class InvertAttributiond(MapTransform):
         nearest_interp: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
+        check_flags(nearest_interp=nearest_interp, allow_missing_keys=allow_missing_keys)
         super().__init__(keys, allow_missing_keys)
         self.orig_keys = ensure_tuple_rep(orig_keys, len(self.keys))
         self._invert = Invertd(
