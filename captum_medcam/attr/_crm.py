@@ -22,6 +22,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["CRM", "CRM3D"]
 
@@ -357,6 +358,7 @@ class CRM(_CRM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -440,6 +442,7 @@ class CRM3D(_CRM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

@@ -19,6 +19,7 @@ from captum_medcam.attr._checks import (
     warn_if_training,
     wrap_meta,
 )
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["CNNFixations", "fixation_density"]
 
@@ -497,6 +498,7 @@ class CNNFixations(Attribution):
                 ]
         return per_example
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

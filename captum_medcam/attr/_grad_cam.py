@@ -32,6 +32,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = [
     "GradCAM3D",
@@ -379,6 +380,7 @@ class GradCAMPlusPlus(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -434,6 +436,7 @@ class GradCAMPlusPlus3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -492,6 +495,7 @@ class LayerCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -540,6 +544,7 @@ class LayerCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -596,6 +601,7 @@ class HiResCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -644,6 +650,7 @@ class HiResCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -698,6 +705,7 @@ class XGradCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -746,6 +754,7 @@ class XGradCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -867,6 +876,7 @@ class GradCAM3D(_CaptumGradCAM):
         torch.Size([2, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -959,6 +969,7 @@ class GuidedGradCAM3D(_CaptumGradCAM):
             )
         super().__init__(forward_func, layer, device_ids)
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
