@@ -100,7 +100,8 @@ def write_medmnist(root: Path) -> None:
     np.savez_compressed(root / "organmnist3d.npz", **arrays)
 
 
-def run_readme(folder: Path) -> str:
+def start_readme(folder: Path) -> subprocess.Popen[str]:
+    """Start the README's python blocks as one script in ``folder``."""
     folder.mkdir()
     home = folder / "home"
     write_medmnist(home / ".medmnist")
@@ -118,22 +119,28 @@ def run_readme(folder: Path) -> str:
         "PYTHONPATH": str(README.parent),
     }
     env.pop("WORLD_SIZE", None)
-    done = subprocess.run(
+    return subprocess.Popen(
         [sys.executable, str(script)],
         cwd=folder,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
         env=env,
-        timeout=600,
     )
-    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def output_of(process: subprocess.Popen[str]) -> str:
+    stdout, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-4000:]
     # MONAI's logger (SaveImaged: "writing: ...") stamps its lines with the time of day
-    return re.sub(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO .*\n", "", done.stdout)
+    return re.sub(r"(?m)^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ INFO .*\n", "", stdout)
 
 
 @pytest.mark.slow
 def test_every_python_block_runs_with_deterministic_output(tmp_path):
-    first = run_readme(tmp_path / "first")
+    """Two runs side by side (each a fresh interpreter) print the same."""
+    runs = [start_readme(tmp_path / "first"), start_readme(tmp_path / "second")]
+    first, second = (output_of(run) for run in runs)
     assert first.count("--- README.md:") == sum(
         language == "python" for _, language, _ in readme_blocks()
     )
@@ -142,5 +149,4 @@ def test_every_python_block_runs_with_deterministic_output(tmp_path):
     assert "nan" not in first.lower()
     for written in ["randomization.png", "curves.png", "maps/anatomical_map.nii.gz"]:
         assert (tmp_path / "first" / written).is_file(), written
-    second = run_readme(tmp_path / "second")
     assert second == first
