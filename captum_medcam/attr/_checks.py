@@ -124,8 +124,9 @@ def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
     and saved in the image's original space. A batch collated by ``monai.data.DataLoader``
     keeps its per-sample metadata (affines ``(N, 4, 4)``, one ``applied_operations`` list
     per sample, ``is_batch``), so ``decollate_batch(maps)`` gives each sample's map with
-    its own affine. (Building ``MetaTensor(result, meta=like.meta)`` instead fails on
-    collated metadata: MONAI's constructor reads one value per key.)
+    its own affine. (``MetaTensor(result, meta=like.meta)`` fails on collated metadata:
+    MONAI's constructor reads ``original_channel_dim`` as one value, a batch holds one per
+    sample.)
     """
     if not type(like).__module__.startswith("monai."):
         return result

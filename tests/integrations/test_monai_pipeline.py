@@ -314,3 +314,12 @@ def test_collated_postprocessing_over_the_batch_dim_is_named(files):
     )
     with pytest.raises(ValueError, match=r"pass dim=1 to them, or use decollate=True"):
         evaluator.run()
+
+
+def test_handler_map_key_is_checked():
+    net = tiny_net()
+    cam = captum_medcam.ScoreCAM3D(net, net[4])
+    with pytest.raises(TypeError, match="map_key must be a str or None, got 3"):
+        AttributionHandler(cam, {"t": target_metric}, map_key=3)
+    with pytest.raises(ValueError, match="map_key 'image' would overwrite"):
+        AttributionHandler(cam, {"t": target_metric}, map_key="image")
