@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from captum_medcam._targets import class_indices
 from captum_medcam.attr._cam import resize
 from captum_medcam.attr._checks import (
     DEFAULT_SEED,
@@ -212,22 +213,19 @@ def _split_batch(batch: Any, image_key: str, label_key: str) -> tuple[Tensor, An
 
 
 def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any:
-    """Resolve ``target`` ("pred", "label", or a Captum target) for a batch of ``n``."""
+    """Resolve ``target`` ("pred", "label", or a Captum target) for a batch of ``n``.
+
+    Predictions and labels may be in any form :func:`captum_medcam._targets.class_indices`
+    reads (scores, one-hot, class indices, a decollated list).
+    """
     if target == "pred":
         if output is None:
             raise ValueError("target='pred' needs the model's output")
-        return output.argmax(1)
+        return class_indices(output, n, name="pred")
     if target == "label":
         if labels is None:
             raise ValueError("target='label' but the batch has no labels")
-        t = torch.as_tensor(unwrap_meta(labels) if isinstance(labels, Tensor) else labels)
-        if t.numel() == n:
-            return t.reshape(n).long()
-        if t.dim() >= 2 and t.shape[0] == n:  # one-hot or scores
-            return t.reshape(n, -1).argmax(1)
-        raise ValueError(
-            f"labels of shape {tuple(t.shape)} do not give one class per example ({n})"
-        )
+        return class_indices(labels, n, name="label")
     if isinstance(target, str):
         raise ValueError(f"target must be 'pred', 'label' or a Captum target, got {target!r}")
     return target

@@ -6,6 +6,7 @@ user's model or data.
 
 from __future__ import annotations
 
+import copy
 import math
 import numbers
 import os
@@ -327,8 +328,14 @@ def unwrap_meta(x: Tensor) -> Tensor:
 def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
     """Give ``result`` the metadata of ``like`` when ``like`` is a MONAI ``MetaTensor``.
 
-    The affine, the original shape and ``applied_operations`` are copied, so a map at input
-    resolution can be inverted and saved in the image's original space.
+    The affine, the original shape and ``applied_operations`` are copied (a deep copy: the
+    map never shares metadata with the image), so a map at input resolution can be inverted
+    and saved in the image's original space. A batch collated by ``monai.data.DataLoader``
+    keeps its per-sample metadata (affines ``(N, 4, 4)``, one ``applied_operations`` list
+    per sample, ``is_batch``), so ``decollate_batch(maps)`` gives each sample's map with
+    its own affine. (``MetaTensor(result, meta=like.meta)`` fails on collated metadata:
+    MONAI's constructor reads ``original_channel_dim`` as one value, a batch holds one per
+    sample.)
     """
     if not type(like).__module__.startswith("monai."):
         return result
@@ -336,11 +343,9 @@ def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
 
     if not isinstance(like, MetaTensor):
         return result
-    return MetaTensor(
-        result,
-        meta=dict(like.meta),
-        applied_operations=list(like.applied_operations),
-    )
+    out = unwrap_meta(result).as_subclass(MetaTensor)
+    out.__dict__.update(copy.deepcopy(like.__dict__))  # MetaObj's state, as copy_meta_from
+    return out
 
 
 def user_stacklevel() -> int:
@@ -408,8 +413,8 @@ def per_sample_target(target: object, n: int, output: Tensor) -> Tensor | list[A
     """Turn a Captum ``target`` into one entry per example and check it against ``output``.
 
     Args:
-        target: None, an int, a tuple of ints, a tensor with one or ``n`` entries, or a list
-            of ``n`` ints or tuples (Captum's ``TargetType``).
+        target: None, an int, a tuple of ints, a tensor with one or ``n`` entries (a MONAI
+            ``MetaTensor`` too), or a list of ``n`` ints or tuples (Captum's ``TargetType``).
         n: number of examples.
         output: the model's output on the clean inputs, ``(N, K, ...)``.
 
@@ -423,6 +428,8 @@ def per_sample_target(target: object, n: int, output: Tensor) -> Tensor | list[A
         TypeError: a target of an unsupported type.
     """
     shape = tuple(output.shape)
+    if isinstance(target, Tensor):
+        target = unwrap_meta(target)  # MONAI's predictions and labels are MetaTensors
     if target is None:
         if output.dim() > 2 or (output.dim() == 2 and output.shape[1] != 1):
             raise ValueError(

@@ -25,6 +25,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["CRM", "CRM3D"]
 
@@ -363,6 +364,7 @@ class CRM(_CRM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -448,6 +450,7 @@ class CRM3D(_CRM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

@@ -21,6 +21,7 @@ from captum_medcam.attr._checks import (
     warn_if_training,
     wrap_meta,
 )
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["CNNFixations", "fixation_density"]
 
@@ -509,6 +510,7 @@ class CNNFixations(Attribution):
                 ]
         return per_example
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

@@ -34,6 +34,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import checked_forward, forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = [
     "GradCAM3D",
@@ -395,6 +396,7 @@ class GradCAMPlusPlus(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -451,6 +453,7 @@ class GradCAMPlusPlus3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -510,6 +513,7 @@ class LayerCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -558,6 +562,7 @@ class LayerCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -614,6 +619,7 @@ class HiResCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -662,6 +668,7 @@ class HiResCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -716,6 +723,7 @@ class XGradCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -764,6 +772,7 @@ class XGradCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -879,6 +888,7 @@ class GradCAM3D(_CaptumGradCAM):
         torch.Size([2, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -981,6 +991,7 @@ class GuidedGradCAM3D(_CaptumGradCAM):
             )
         super().__init__(forward_func, layer, device_ids)
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

@@ -28,6 +28,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
@@ -281,6 +282,7 @@ class ScoreCAM(_ScoreCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -385,6 +387,7 @@ class ScoreCAM3D(_ScoreCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
