@@ -496,5 +496,6 @@ def select_target(output: Tensor, target: Tensor | list[Any] | None, index: Tens
     if isinstance(target, Tensor):
         t = target.index_select(0, index.to(target.device)).to(output.device)
         return output.gather(1, t.unsqueeze(1)).squeeze(1)
-    rows = [output[(i, *target[j])] for i, j in enumerate(index.tolist())]
+    keys = [(i, *target[j]) for i, j in enumerate(index.tolist())]  # (example, *output index)
+    rows = [output[key] for key in keys]
     return torch.stack(rows)
