@@ -118,7 +118,9 @@ def _one(
         if same is None:
             substrates.append((base, resolve_baseline(base, p.x)))
             same = len(substrates) - 1
-        specs.append(CurveSpec(same, insert, thresholds))
+        label = "insertion" if insert else "deletion"
+        option = f"{label}_baselines" if len(baselines) > 1 else "baselines"
+        specs.append(CurveSpec(same, insert, thresholds, label, option))
     scores = run_curves(
         forward_func,
         p.x,
