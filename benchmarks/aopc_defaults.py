@@ -21,6 +21,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -125,7 +126,7 @@ def measure(
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", DegenerateCurveWarning)
                 morf = aopc_curve(
-                    model, x, m, 1, region_size=region_size, n_regions=None, baselines=make()
+                    model, x, m, 1, region_size=region_size, region_fraction=1.0, baselines=make()
                 ).scores
                 lerf = aopc_curve(
                     model,
@@ -133,13 +134,13 @@ def measure(
                     m,
                     1,
                     region_size=region_size,
-                    n_regions=None,
+                    region_fraction=1.0,
                     order="lerf",
                     baselines=make(),
                 ).scores
             n_regions_total = morf.shape[1] - 1
             for f in fractions:
-                k = max(1, round(f * n_regions_total))
+                k = max(1, math.ceil(f * n_regions_total))  # as aopc's region_fraction
                 a_morf = (morf[:, :1] - morf[:, : k + 1]).mean(1)
                 a_lerf = (lerf[:, :1] - lerf[:, : k + 1]).mean(1)
                 row[f"{p_name} | L={k}"] = float(a_morf.mean())
