@@ -154,7 +154,7 @@ class MetricSanityResult:
             lines.append(
                 "degenerate curves (DegenerateCurveWarning): "
                 + ", ".join(flagged)
-                + ": the score did not depend on the maps' order; change the perturbation"
+                + ": the score did not depend on the maps' order; change the perturbation or the score"
             )
         return "\n".join(lines)
 

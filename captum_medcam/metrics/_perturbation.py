@@ -12,6 +12,7 @@ curves, so an input that two curves share (the clean input; the fully deleted in
 is also insertion's start when both use the same substrate) is evaluated once. Jobs
 ``(point, example)`` are then built on the fly, ``max_examples_per_batch`` at a time, and run
 under ``torch.no_grad()``: memory is bounded by the batch knob, not by the number of steps.
+Curves that carry no information about the order issue a :class:`DegenerateCurveWarning`.
 """
 
 from __future__ import annotations
@@ -59,11 +60,14 @@ DEFAULT_MAX_EXAMPLES_PER_BATCH = 32
 class DegenerateCurveWarning(UserWarning):
     """A perturbation metric's curves carry no information about the attribution's order.
 
-    Issued when, for every example, the score jumps to its final value and stays there over
-    at least 80% of the curve, and perturbing the least relevant units first does the same:
-    any map, a random one included, would get about the same number. Typical causes: a
-    substrate that the model reads as the class (noise replacement in a lesion detector),
-    or a saturated score (``score="correct"`` whose prediction never flips).
+    Issued once per metric call when, for every example, the score jumps to its final value
+    and stays there over at least 80% of the curve, perturbing the least relevant units
+    first does the same, and (for a curve that stops early, such as AOPC's ``L`` regions)
+    perturbing every unit gives that value too: any map, a random one included, would get
+    about the same number. Typical causes: a substrate that the model reads as the class
+    (noise replacement in a lesion detector), or a saturated score (``score="correct"``
+    whose prediction never flips). The check costs nothing unless the curve is on a
+    plateau, then up to 6 forwards per example.
     """
 
 
