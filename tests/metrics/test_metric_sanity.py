@@ -27,6 +27,7 @@ from captum_medcam.metrics import (
     relevance_rank_accuracy,
     uniform_noise_baseline,
 )
+from tests.conftest import assert_unchanged, model_state
 
 #: Lesions in SyntheticLesions are 0.8 brighter than tissue (~0.3) and distractors (< 0.6).
 BRIGHT = 0.8
@@ -121,6 +122,7 @@ def test_uniform_noise_saturates_and_warns(dims: int) -> None:
             with pytest.warns(DegenerateCurveWarning, match="`baselines`") as record:
                 values[name, order] = aopc(model, x, maps, 1, baselines=noise, order=order)
             assert len(record) == 1  # once per call, not per example or per step
+            assert record[0].filename == __file__  # it points at the caller's line
     for key in values:
         torch.testing.assert_close(values[key], values["truth", "morf"], rtol=0, atol=1e-4)
     with warnings.catch_warnings():  # the same detector with the default perturbation
@@ -300,3 +302,14 @@ def test_sanity_check_errors() -> None:
         )
     with pytest.raises(TypeError, match=r"generator must be an int seed or a torch.Generator"):
         metric_sanity_check("aopc", model, x, masks=masks, generator=1.5)  # type: ignore[arg-type]
+
+
+def test_sanity_check_leaves_the_model_alone_and_passes_other_warnings_on() -> None:
+    x, masks = lesions(2)
+    model = detector(masks).train()
+    before = model_state(model)
+    with pytest.warns(UserWarning, match="training mode") as record:
+        result = metric_sanity_check("deletion_auc", model, x, masks=masks, target=1, n_random=1)
+    assert_unchanged(model, before)
+    assert result.verdicts == {"deletion_auc": "separates"}
+    assert all(w.filename == __file__ for w in record)
