@@ -277,7 +277,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
             "order": bad_choice("morf", "lerf"),
             "reduction": bad_choice("mean", "sum"),
             "baselines": BAD_BASELINE,
-            "generator": BAD_GENERATOR,
+            "region_fraction": bad_float(low=0, high=1, low_ok=False),
             "score": bad_choice("probability", "logit", "correct"),
             "max_examples_per_batch": bad_int(),
             "show_progress": BAD_FLAG,

@@ -2,7 +2,8 @@
 
 Plain functions in the style of ``captum.metrics.infidelity``: they take the model (where
 needed), the inputs and any attribution tensor (from this library or from Captum).
-Faithfulness (deletion, insertion, AOPC), localization against masks, and sanity checks.
+Faithfulness (deletion, insertion, AOPC), localization against masks, and sanity checks
+(of the attributions, and of the metrics themselves: :func:`metric_sanity_check`).
 """
 
 from captum_medcam.metrics._aopc import aopc, aopc_curve, region_labels
@@ -28,12 +29,20 @@ from captum_medcam.metrics._localization import (
     pointing_game,
     relevance_rank_accuracy,
 )
-from captum_medcam.metrics._perturbation import PerturbationCurve, auc
+from captum_medcam.metrics._metric_sanity import (
+    MetricSanityResult,
+    MetricSanityRow,
+    metric_sanity_check,
+)
+from captum_medcam.metrics._perturbation import DegenerateCurveWarning, PerturbationCurve, auc
 from captum_medcam.metrics._sanity import RandomizationResult, model_parameter_randomization
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 from captum_medcam.metrics._summary import Summary, correctly_classified, summarize
 
 __all__ = [
+    "DegenerateCurveWarning",
+    "MetricSanityResult",
+    "MetricSanityRow",
     "PerturbationCurve",
     "RandomizationResult",
     "Summary",
@@ -53,6 +62,7 @@ __all__ = [
     "insertion_auc",
     "insertion_curve",
     "mean_baseline",
+    "metric_sanity_check",
     "model_parameter_randomization",
     "normal_noise_baseline",
     "pointing_game",

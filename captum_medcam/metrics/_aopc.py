@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import DEFAULT_SEED, check_choice, check_positive_int
-from captum_medcam.metrics._baselines import Baseline, resolve_baseline, uniform_noise_baseline
+from captum_medcam.attr._checks import check_choice, check_positive_int
+from captum_medcam.metrics._baselines import Baseline, mean_baseline, resolve_baseline
 from captum_medcam.metrics._perturbation import (
     DEFAULT_MAX_EXAMPLES_PER_BATCH,
     CurveSpec,
@@ -27,8 +28,11 @@ Reduction = Literal["mean", "sum"]
 #: Samek et al.'s patch edge (9x9), shrunk to the input where it is smaller.
 _DEFAULT_REGION = 9
 
-#: Samek et al.'s perturbation: uniform noise over each example's range.
-_UNIFORM = uniform_noise_baseline()
+#: The default perturbation: each example's per-channel mean (deterministic, in range).
+_MEAN = mean_baseline()
+
+#: The default share of the regions perturbed, ``L = ceil(0.2 * R)``.
+DEFAULT_REGION_FRACTION = 0.2
 
 
 def region_labels(
@@ -101,10 +105,10 @@ def aopc_curve(
     region_size: int | tuple[int, ...] | None = None,
     feature_mask: Tensor | None = None,
     n_regions: int | None = None,
+    region_fraction: float | None = None,
     order: Order = "morf",
     reduction: Reduction = "mean",
-    baselines: Baseline = _UNIFORM,
-    generator: int | torch.Generator = DEFAULT_SEED,
+    baselines: Baseline = _MEAN,
     score: MetricScore = "probability",
     max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
     show_progress: bool = False,
@@ -115,6 +119,9 @@ def aopc_curve(
     by their relevance, the ``reduction`` (mean or sum) of the attributions (summed over
     channels) inside them; ``x_0 = x`` and ``x_k`` replaces the ``k`` first regions by the
     baseline. Ties are broken by region index (grid raster order, or increasing label).
+
+    Defaults: the example's mean replaces a region, and the first 20% of the regions are
+    perturbed; :func:`aopc` says why, and when noise replacement misleads.
 
     The AOPC up to every ``L`` (the figure of the X-ray study) is
     ``((s[:, :1] - s).cumsum(1) / torch.arange(1, L + 2))`` with ``s = curve.scores``.
@@ -130,18 +137,19 @@ def aopc_curve(
             paper's 9x9 patches, or the input's extent where that is smaller, when no
             ``feature_mask`` is given). A given size larger than the input is an error.
         feature_mask: integer labels broadcastable to ``(N, 1, *S)``, as in Captum.
-        n_regions: ``L``, the number of regions perturbed (default: all; the paper uses 100).
+        n_regions: ``L``, the number of regions perturbed (Samek et al. use 100); pass
+            either this or ``region_fraction``.
+        region_fraction: ``L`` as a share of the regions, ``L = ceil(region_fraction * R)``
+            in (0, 1], ``R`` the number of regions (the fewest of any example); default
+            0.2 when ``n_regions`` is not given either. ``1.0`` perturbs every region.
         order: ``"morf"`` (most relevant first) or ``"lerf"`` (least relevant first, the
             usual control).
         reduction: region relevance, ``"mean"`` or ``"sum"`` of the attribution.
         baselines: what a perturbed region becomes: a number, a tensor, or a callable of
-            the inputs; default uniform noise over each example's range (the paper). The
-            X-ray study used ``normal_noise_baseline(0.0, 0.1)``. A callable that returns
-            ``x + noise`` adds noise to the regions instead of replacing them.
-        generator: the seed (an int) or ``torch.Generator`` of the default noise: the same
-            seed gives the same AOPC on every call, for any batch composition (see
-            :func:`uniform_noise_baseline`); ignored for other ``baselines``. Torch's global
-            random state is never used.
+            the inputs; default :func:`mean_baseline` (see above). Samek et al.'s choice is
+            ``uniform_noise_baseline()``, the X-ray study's
+            ``normal_noise_baseline(0.0, 0.1)``. A callable that returns ``x + noise`` adds
+            noise to the regions instead of replacing them.
 
     Returns:
         ``PerturbationCurve(x, scores)``: ``x = 0 .. L`` ``(L + 1,)`` and ``scores``
@@ -150,7 +158,8 @@ def aopc_curve(
     Raises:
         ValueError: a region larger than the input, both or neither of ``region_size`` and
             ``feature_mask`` when needed, ``n_regions`` < 1 or above the number of regions,
-            an unknown ``order``, ``reduction`` or ``score``, shape mismatches.
+            ``region_fraction`` outside (0, 1] or given with ``n_regions``, an unknown
+            ``order``, ``reduction`` or ``score``, shape mismatches.
         TypeError: see :func:`deletion_auc`; a float ``feature_mask``.
 
     Example:
@@ -158,15 +167,20 @@ def aopc_curve(
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(512, 3)).eval()
         >>> x = torch.randn(2, 1, 8, 8, 8)
-        >>> aopc_curve(model, x, x.abs(), region_size=4, baselines=0.0).scores.shape
+        >>> aopc_curve(model, x, x.abs(), region_size=4).scores.shape  # 8 cubes, L = 2
+        torch.Size([2, 3])
+        >>> aopc_curve(model, x, x.abs(), region_size=4, region_fraction=1.0).scores.shape
         torch.Size([2, 9])
     """
     check_choice(order, "order", ("morf", "lerf"))
     check_choice(reduction, "reduction", ("mean", "sum"))
     if n_regions is not None:
         check_positive_int(n_regions, "n_regions")
-    if baselines is _UNIFORM:
-        baselines = uniform_noise_baseline(generator=generator)
+    fraction = DEFAULT_REGION_FRACTION if region_fraction is None else region_fraction
+    if not (
+        isinstance(fraction, (int, float)) and not isinstance(fraction, bool) and 0 < fraction <= 1
+    ):
+        raise ValueError(f"region_fraction must be in (0, 1], got {region_fraction!r}")
     p = prepare(
         forward_func,
         inputs,
@@ -195,8 +209,13 @@ def aopc_curve(
     )
     n_present = present.sum(1)
     fewest, most = int(n_present.min()), int(n_present.max())
+    if n_regions is not None and region_fraction is not None:
+        raise ValueError(
+            f"pass either n_regions or region_fraction, not both (got {n_regions!r} and "
+            f"{region_fraction!r})"
+        )
     if n_regions is None:
-        n_regions = fewest
+        n_regions = max(1, math.ceil(fraction * fewest - 1e-9))
     elif n_regions > fewest:
         raise ValueError(
             f"n_regions must be between 1 and the number of regions ({fewest}), got {n_regions}"
@@ -211,7 +230,7 @@ def aopc_curve(
         voxel_rank,
         most,
         [substrate],
-        [CurveSpec(0, False, range(n_regions + 1))],
+        [CurveSpec(0, False, range(n_regions + 1), f"AOPC ({order.upper()})")],
         score=score,
         max_examples_per_batch=max_examples_per_batch,
         show_progress=show_progress,
@@ -231,10 +250,10 @@ def aopc(
     region_size: int | tuple[int, ...] | None = None,
     feature_mask: Tensor | None = None,
     n_regions: int | None = None,
+    region_fraction: float | None = None,
     order: Order = "morf",
     reduction: Reduction = "mean",
-    baselines: Baseline = _UNIFORM,
-    generator: int | torch.Generator = DEFAULT_SEED,
+    baselines: Baseline = _MEAN,
     score: MetricScore = "probability",
     max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
     show_progress: bool = False,
@@ -250,7 +269,33 @@ def aopc(
     better; the MoRF - LeRF gap is a common summary. The X-ray study (299x299 images, 81
     regions of 34 px, ``normal_noise_baseline(0.0, 0.1)``, softmax of the top class,
     correctly classified images) is ``aopc(model, x, maps, region_size=34,
-    baselines=normal_noise_baseline(0.0, 0.1))``.
+    baselines=normal_noise_baseline(0.0, 0.1), region_fraction=1.0)``; Samek et al.'s
+    is ``aopc(model, x, maps, region_size=9, baselines=uniform_noise_baseline(),
+    n_regions=100)``.
+
+    **Defaults, and why.** A perturbed region becomes the example's mean
+    (:func:`mean_baseline`) and the first 20% of the regions are perturbed
+    (``L = ceil(0.2 * R)``). Both were chosen by measuring how far apart the true lesion
+    mask and a random map land (``benchmarks/aopc_defaults.py``: a MONAI resnet10 on
+    ``SyntheticLesions`` at 32^3, and a 2D CNN on 64x64 lesion slices, 6 lesion examples
+    each, cubes/patches of 4 and 9 voxels). With the mean, the true mask minus the random
+    map was 0.79 to 0.93 over the four settings at 20% of the regions, with the random map
+    at the floor (within 0.011 of 0); 0.46 to 0.71 when every region is perturbed (the tail,
+    where every map has deleted everything, dilutes the difference), 0.66 to 0.88 at 10%,
+    and 0.75 to 0.93 at 50% (at 2.5 times the cost, the random map off the floor by up to
+    0.17). Zero did as well as the mean here but depends on the intensity scale; RISE's
+    blur (sigma 5) left too much of a 2D lesion in place (the true mask at most 0.13).
+
+    **When noise replacement misleads.** Samek et al.'s uniform noise over each example's
+    range (``uniform_noise_baseline()``) fills a region with intensities that span the whole
+    image, bright ones included; a lesion detector reads them as lesion, so its score
+    saturates within the first few regions whatever the order. In the measurement above,
+    with every region perturbed (the former default), Score-CAM, a random map and the true
+    mask got the same AOPC (within 0.001 in 3D, 0.000 in 2D; MoRF - LeRF gaps of at most
+    0.001). Noise is a fair perturbation where it is in distribution for the model
+    (natural images in Samek et al.; the X-ray study's ``normal_noise_baseline(0.0, 0.1)``
+    on images in [0, 1]); check a choice with :func:`metric_sanity_check`. A run whose
+    curves carry no information about the order issues a :class:`DegenerateCurveWarning`.
 
     References:
         Samek, Binder, Montavon, Lapuschkin, Müller. "Evaluating the visualization of what a
@@ -258,7 +303,7 @@ def aopc(
 
     Args:
         forward_func, inputs, attributions, target, additional_forward_args, region_size,
-            feature_mask, n_regions, order, reduction, baselines, generator, score,
+            feature_mask, n_regions, region_fraction, order, reduction, baselines, score,
             max_examples_per_batch, show_progress: as in :func:`aopc_curve`.
 
     Returns:
@@ -272,7 +317,7 @@ def aopc(
         >>> from torch import nn
         >>> model = nn.Sequential(nn.Flatten(), nn.Linear(512, 3)).eval()
         >>> x = torch.randn(2, 1, 8, 8, 8)
-        >>> aopc(model, x, x.abs(), region_size=4, baselines=0.0).shape
+        >>> aopc(model, x, x.abs(), region_size=4).shape
         torch.Size([2])
     """
     s = aopc_curve(
@@ -284,10 +329,10 @@ def aopc(
         region_size=region_size,
         feature_mask=feature_mask,
         n_regions=n_regions,
+        region_fraction=region_fraction,
         order=order,
         reduction=reduction,
         baselines=baselines,
-        generator=generator,
         score=score,
         max_examples_per_batch=max_examples_per_batch,
         show_progress=show_progress,

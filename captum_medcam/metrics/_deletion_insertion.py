@@ -56,7 +56,9 @@ _DOC_DEFINITION = """
     All perturbed inputs of all examples and steps are built lazily and go through the model
     ``max_examples_per_batch`` at a time under ``torch.no_grad()``. Identical inputs are
     evaluated once: the clean input (deletion's start, insertion's end), the fully replaced
-    input, and the trailing steps where ``i * step >= V``.
+    input, and the trailing steps where ``i * step >= V``. A call whose curves carry no
+    information about the order (the score sits on one plateau, also in the reverse order)
+    issues a :class:`DegenerateCurveWarning`.
 
     References:
         Petsiuk, Das, Saenko. "RISE: Randomized Input Sampling for Explanation of Black-box
@@ -125,7 +127,9 @@ def _one(
         if same is None:
             substrates.append((base, resolve_baseline(base, p.x)))
             same = len(substrates) - 1
-        specs.append(CurveSpec(same, insert, thresholds))
+        label = "insertion" if insert else "deletion"
+        option = f"{label}_baselines" if len(baselines) > 1 else "baselines"
+        specs.append(CurveSpec(same, insert, thresholds, label, option))
     scores = run_curves(
         forward_func,
         p.x,

@@ -12,10 +12,12 @@ curves, so an input that two curves share (the clean input; the fully deleted in
 is also insertion's start when both use the same substrate) is evaluated once. Jobs
 ``(point, example)`` are then built on the fly, ``max_examples_per_batch`` at a time, and run
 under ``torch.no_grad()``: memory is bounded by the batch knob, not by the number of steps.
+Curves that carry no information about the order issue a :class:`DegenerateCurveWarning`.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, NamedTuple, cast
 
@@ -33,6 +35,7 @@ from captum_medcam.attr._checks import (
     index_additional_args,
     per_sample_target,
     unwrap_meta,
+    user_stacklevel,
     warn_if_training,
 )
 from captum_medcam.attr._score_cam import class_scores
@@ -40,11 +43,13 @@ from captum_medcam.attr._score_cam import class_scores
 __all__ = [
     "DEFAULT_MAX_EXAMPLES_PER_BATCH",
     "CurveSpec",
+    "DegenerateCurveWarning",
     "PerturbationCurve",
     "Prepared",
     "auc",
     "prepare",
     "run_curves",
+    "same_score",
     "voxel_order",
 ]
 
@@ -53,6 +58,20 @@ _SCORES = ("probability", "logit", "correct")
 
 #: Perturbed inputs per forward pass. Raise it on a GPU until memory is the limit.
 DEFAULT_MAX_EXAMPLES_PER_BATCH = 32
+
+
+class DegenerateCurveWarning(UserWarning):
+    """A perturbation metric's curves carry no information about the attribution's order.
+
+    Issued once per metric call when, for every example, the score jumps to its final value
+    and stays there over at least 80% of the curve, perturbing the least relevant units
+    first does the same, and (for a curve that stops early, such as AOPC's ``L`` regions)
+    perturbing every unit gives that value too: any map, a random one included, would get
+    about the same number. Typical causes: a substrate that the model reads as the class
+    (noise replacement in a lesion detector), or a saturated score (``score="correct"``
+    whose prediction never flips). The check costs nothing unless the curve is on a
+    plateau, then up to 6 forwards per example.
+    """
 
 
 class PerturbationCurve(NamedTuple):
@@ -173,11 +192,17 @@ def voxel_order(relevance: Tensor, descending: bool = True) -> Tensor:
 
 
 class CurveSpec(NamedTuple):
-    """One requested curve: a substrate, a direction and one threshold per point."""
+    """One requested curve: a substrate, a direction and one threshold per point.
+
+    ``label`` names the curve and ``option`` the argument that sets its substrate, both for
+    the :class:`DegenerateCurveWarning`.
+    """
 
     substrate: int  # index into the substrates list
     insert: bool  # False: deletion (the first t units take the substrate)
     thresholds: Sequence[int]
+    label: str = "perturbation"
+    option: str = "baselines"
 
 
 def run_curves(
@@ -276,9 +301,121 @@ def run_curves(
         if bar is not None:
             bar.close()
     scores = flat_scores.view(n_keys, n)
-    return [
+    curves = [
         torch.stack([clean if c is None else scores[c] for c in cols], dim=1) for cols in columns
     ]
+    _warn_if_degenerate(
+        forward_func, x, args, targets, order, full, stacked, specs, curves, score, chunk
+    )
+    return curves
+
+
+#: Two scores closer than this (times ``max(1, |score|)``) count as the same value.
+_DEGENERATE_RTOL = 1e-3
+#: A curve "sits at its final value" when at least this share of its perturbed points does.
+_PLATEAU_SHARE = 0.8
+#: Points of the reverse-order curve scored to check a plateau (spent only on suspects).
+_REVERSE_POINTS = 5
+
+
+def same_score(a: Tensor, b: Tensor) -> Tensor:
+    """Elementwise: ``a`` and ``b`` agree within ``1e-3 * max(1, |a|, |b|)``."""
+    scale = torch.maximum(a.abs(), b.abs()).clamp(min=1.0)
+    return (a - b).abs() <= _DEGENERATE_RTOL * scale
+
+
+def _at_plateau(scores: Tensor, final: Tensor) -> Tensor:
+    """Per example ``(N,)``: whether most of ``scores`` ``(N, P)`` equal ``final`` ``(N, 1)``."""
+    return same_score(scores, final).to(torch.float64).mean(1) >= _PLATEAU_SHARE
+
+
+def _warn_if_degenerate(
+    forward_func: Callable[..., Any],
+    x: Tensor,
+    args: tuple[Any, ...],
+    targets: Tensor | list[Any] | None,
+    order: Tensor,
+    full: int,
+    stacked: Tensor,
+    specs: Sequence[CurveSpec],
+    curves: Sequence[Tensor],
+    score: str,
+    chunk: int,
+) -> None:
+    """Warn once when some curves carry no information about the order of the units.
+
+    A curve is degenerate when, for every example, (1) at least 80% of its perturbed points
+    (all but the first, unperturbed one) have the curve's final score (within
+    ``1e-3 * max(1, |score|)``): the score jumps to a plateau and stays there; (2) the same
+    holds when the units are perturbed in the reverse order (least relevant first), checked
+    at up to 5 of the curve's thresholds that perturb some but not all units; and (3) for a
+    curve that stops before every unit is perturbed (AOPC's ``L``), perturbing every unit
+    gives the plateau's score too. (1) alone also holds for a perfect map whose first step
+    removes all the evidence, which (2) rules out; (3) rules out a model that only changes
+    its mind once all the evidence is gone, where a random map and its reverse both stay
+    on the clean score while a good map does not. The checks cost up to 6 extra forwards
+    per example, spent only when (1) holds. Curves with fewer than two perturbed points
+    are not judged.
+    """
+    suspects = [
+        i
+        for i, c in enumerate(curves)
+        if c.shape[1] >= 3 and c.shape[0] > 0 and bool(_at_plateau(c[:, 1:], c[:, -1:]).all())
+    ]
+    if not suspects:
+        return
+    n = x.shape[0]
+    view = (-1,) + (1,) * (x.dim() - 1)
+    reverse = order.flatten(1).amax(1).view(view) - order  # least relevant unit first
+    degenerate = []
+    with torch.no_grad():
+        for i in suspects:
+            spec = specs[i]
+            inner = sorted(
+                {t for t in (min(max(int(t), 0), full) for t in spec.thresholds) if 0 < t < full}
+            )
+            if not inner:
+                continue
+            m = min(_REVERSE_POINTS, len(inner))
+            points = sorted({inner[round(k * (len(inner) - 1) / max(m - 1, 1))] for k in range(m)})
+            # A curve that stops early (AOPC's L regions) must also end where perturbing every
+            # unit ends: a plateau that more perturbation would leave is not degenerate.
+            stops_early = min(max(int(spec.thresholds[-1]), 0), full) != full
+            picks = torch.tensor(points + [full] * stops_early, device=x.device)
+            n_jobs = picks.shape[0] * n
+            rev = x.new_empty(n_jobs, dtype=curves[i].dtype)
+            for start in range(0, n_jobs, chunk):
+                ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
+                k, s = ids // n, ids % n
+                shown = (reverse.index_select(0, s) < picks[k].view(view)) != spec.insert
+                sub = stacked[spec.substrate].index_select(0, s)
+                perturbed = torch.where(shown, sub, x.index_select(0, s))
+                out = forward_func(perturbed, *index_additional_args(args, s, n))
+                rev[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
+            rev = rev.view(-1, n).T  # (N, points [+ full])
+            final = curves[i][:, -1:]
+            if stops_early and not bool(same_score(rev[:, -1:], final).all()):
+                continue
+            if bool(_at_plateau(rev[:, : len(points)], final).all()):
+                degenerate.append(spec)
+    if not degenerate:
+        return
+    labels = " and ".join(dict.fromkeys(spec.label for spec in degenerate))
+    options = " / ".join(f"`{o}`" for o in dict.fromkeys(spec.option for spec in degenerate))
+    warnings.warn(
+        f"the {labels} curves carry no information about the attributions' order: for every "
+        f"example the {score} jumps to its final value and stays there over nearly the whole "
+        f"curve, also when the least relevant units are perturbed first, so any map, a "
+        f"random one included, gets about the same result. Likely cause: the substrate "
+        f"({options}) changes the prediction by itself (noise replacement puts "
+        f"out-of-distribution intensities everywhere, which a lesion detector reads as "
+        f"lesion), or the score saturates (score='correct' whose prediction never flips, a "
+        f"probability pinned at 0 or 1). Change {options} (e.g. mean_baseline() or "
+        f"blur_baseline()) or `score` (e.g. 'logit'); metric_sanity_check shows whether a "
+        f"setting separates a good map from a random one.",
+        DegenerateCurveWarning,
+        stacklevel=user_stacklevel(),
+    )
 
 
 def _resolve_target(

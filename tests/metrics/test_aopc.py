@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import nn
@@ -107,12 +109,17 @@ def test_closed_form_linear_model(dims: int) -> None:
     drops = torch.cat(
         [torch.zeros(1, dtype=torch.float64), sums.sort(descending=True).values.cumsum(0)]
     )
-    values = aopc(model, x, x, 0, region_size=2, reduction="sum", baselines=0.0, score="logit")
+    kw = {"region_size": 2, "reduction": "sum", "baselines": 0.0, "score": "logit"}
+    values = aopc(model, x, x, 0, region_fraction=1.0, **kw)
     torch.testing.assert_close(values, drops.mean().view(1))
-    lerf = aopc(
-        model, x, x, 0, region_size=2, reduction="sum", baselines=0.0, score="logit", order="lerf"
-    )
+    lerf = aopc(model, x, x, 0, region_fraction=1.0, order="lerf", **kw)
     assert float(values) > float(lerf)
+    # the default: the first ceil(20%) of the regions
+    n = math.ceil(0.2 * (len(drops) - 1))
+    torch.testing.assert_close(aopc(model, x, x, 0, **kw), drops[: n + 1].mean().view(1))
+    torch.testing.assert_close(
+        aopc(model, x, x, 0, n_regions=n, **kw), drops[: n + 1].mean().view(1)
+    )
 
 
 def test_feature_mask_equals_grid_and_labels_need_not_be_contiguous(dims: int) -> None:
@@ -132,8 +139,9 @@ def test_per_example_masks_with_different_region_counts() -> None:
     x = torch.randn(2, 1, 6, 6, dtype=torch.float64)
     attr = torch.randn(2, 1, 6, 6, dtype=torch.float64)
     mask = torch.stack([region_labels(x[:1], 3)[0], region_labels(x[:1], 2)[0] + 10]).unsqueeze(1)
-    both = aopc_curve(model, x, attr, feature_mask=mask, baselines=0.0)
+    both = aopc_curve(model, x, attr, feature_mask=mask, baselines=0.0, region_fraction=1.0)
     assert both.scores.shape == (2, 5)  # L = the smaller count (4 regions of 3x3)
+    assert aopc_curve(model, x, attr, feature_mask=mask, baselines=0.0).scores.shape == (2, 2)
     for k in range(2):
         one = aopc_curve(
             model,
@@ -214,3 +222,24 @@ def test_errors() -> None:
         aopc(model, x, x, region_size=2, n_regions=10**6)
     with pytest.raises(ValueError, match="score must be"):
         aopc(model, x, x, region_size=2, score="accuracy")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"region_fraction must be in \(0, 1\], got 0"):
+        aopc(model, x, x, region_size=2, region_fraction=0)
+    with pytest.raises(ValueError, match=r"region_fraction must be in \(0, 1\], got 1.5"):
+        aopc(model, x, x, region_size=2, region_fraction=1.5)
+    with pytest.raises(ValueError, match="either n_regions or region_fraction, not both"):
+        aopc(model, x, x, region_size=2, n_regions=3, region_fraction=0.5)
+
+
+def test_default_perturbation_is_the_mean_and_draws_no_random_numbers(dims: int) -> None:
+    shape = SHAPES[dims]
+    model = small_cnn(dims, in_channels=2)
+    torch.manual_seed(6)
+    x = torch.randn(2, 2, *shape, dtype=torch.float64)
+    attr = torch.randn(2, 1, *shape, dtype=torch.float64)
+    state = torch.random.get_rng_state()
+    default = aopc_curve(model, x, attr, region_size=2)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    mean = x.mean(dim=tuple(range(2, x.dim())), keepdim=True).expand_as(x)
+    torch.testing.assert_close(default, aopc_curve(model, x, attr, region_size=2, baselines=mean))
+    n_regions = int(region_labels(x, 2).max()) + 1
+    assert default.scores.shape == (2, math.ceil(0.2 * n_regions) + 1)
