@@ -940,21 +940,25 @@ _JS = r"""
       let lit = 0;
       for (const cv of canvases) {
         const [R, C, at] = plane(+cv.dataset.axis, shape, pos);
-        cv.width = C; cv.height = R;
-        const ctx = cv.getContext("2d"), img = ctx.createImageData(C, R);
+        // each voxel is a k x k block, so the mask's outline can run between voxels
+        const k = Math.max(1, Math.floor(256 / Math.max(R, C)));
+        cv.width = C * k; cv.height = R * k;
+        const ctx = cv.getContext("2d"), img = ctx.createImageData(C * k, R * k);
+        const inMask = (r, c) => r >= 0 && c >= 0 && r < R && c < C && mask[at(r, c)] > 127;
         for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
-          const v = at(r, c), o = ((R - 1 - r) * C + c) * 4, j = map[v] * 3;
-          let rgb = [0, 1, 2].map(k => (1 - a) * image[v * 3 + k] + a * LUT[j + k]);
-          if (mask && showMask.checked && mask[v]) {
-            const edge = [[1, 0], [-1, 0], [0, 1], [0, -1]].some(([dr, dc]) => {
-              const rr = r + dr, cc = c + dc;
-              return rr < 0 || cc < 0 || rr >= R || cc >= C || !mask[at(rr, cc)];
-            });
-            if (edge) rgb = [255, 255, 255];
-          }
-          img.data[o] = rgb[0]; img.data[o + 1] = rgb[1]; img.data[o + 2] = rgb[2];
-          img.data[o + 3] = 255;
+          const v = at(r, c), j = map[v] * 3;
+          const rgb = [0, 1, 2].map(i => (1 - a) * image[v * 3 + i] + a * LUT[j + i]);
           if (rgb[0] + rgb[1] + rgb[2] > 30) lit++;
+          const edge = mask && showMask.checked && inMask(r, c)
+            ? [!inMask(r + 1, c), !inMask(r - 1, c), !inMask(r, c - 1), !inMask(r, c + 1)]
+            : null;  // top, bottom, left, right as drawn (rows go bottom-up)
+          for (let y = 0; y < k; y++) for (let x = 0; x < k; x++) {
+            const o = (((R - 1 - r) * k + y) * C * k + c * k + x) * 4;
+            const white = edge && ((edge[0] && y === 0) || (edge[1] && y === k - 1) ||
+                                   (edge[2] && x === 0) || (edge[3] && x === k - 1));
+            for (let i = 0; i < 3; i++) img.data[o + i] = white ? 255 : rgb[i];
+            img.data[o + 3] = 255;
+          }
         }
         ctx.putImageData(img, 0, 0);
       }
@@ -963,8 +967,9 @@ _JS = r"""
     sliders.forEach(s => s.addEventListener("input", () => { pos[+s.dataset.axis] = +s.value; draw(); }));
     canvases.forEach(cv => cv.addEventListener("click", ev => {
       const axis = +cv.dataset.axis, rect = cv.getBoundingClientRect();
-      const c = Math.floor((ev.clientX - rect.left) / rect.width * cv.width);
-      const r = cv.height - 1 - Math.floor((ev.clientY - rect.top) / rect.height * cv.height);
+      const [R, C] = plane(axis, shape, pos);
+      const c = Math.min(C - 1, Math.floor((ev.clientX - rect.left) / rect.width * C));
+      const r = Math.max(0, R - 1 - Math.floor((ev.clientY - rect.top) / rect.height * R));
       const free = [0, 1, 2].filter(k => k !== axis);
       pos[free[0]] = r; pos[free[1]] = c;
       draw();
