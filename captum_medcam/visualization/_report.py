@@ -407,14 +407,18 @@ def _example_figure(ex: _Checked, method: str) -> Figure:
     fig = Figure(figsize=(3.0 * n_panels, 3.0), dpi=80)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.16, top=0.84, wspace=0.3)
     axes = list(fig.subplots(1, n_panels, squeeze=False)[0])
+    # volumes as plot_slices draws them (origin lower); 2D images the usual way up
+    origin = "upper" if two_d else "lower"
     if two_d:  # the image itself, then the overlay
-        _draw_image(axes.pop(0), ex.image, ex.rgb)
+        _draw_image(axes.pop(0), ex.image, ex.rgb, origin)
     for ax, (name, index) in zip(axes, panels, strict=False):
-        _draw_image(ax, ex.image[index], ex.rgb)
-        ax.imshow(shown[index].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, origin="lower")
+        _draw_image(ax, ex.image[index], ex.rgb, origin)
+        if span > 0:  # a constant map has nothing to show
+            ax.imshow(shown[index].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, origin=origin)
         if ex.mask is not None and bool(ex.mask[index].any()):
             ax.contour(ex.mask[index].float().numpy(), levels=[0.5], colors="white", linewidths=1.2)
-        ax.set_title(method if two_d else name, fontsize=10)
+        title = method if two_d else name
+        ax.set_title(title if span > 0 else f"{title} (constant map)", fontsize=10)
     if method in ex.curves:
         ax = axes[len(panels)]
         given = ex.curves[method]
@@ -434,11 +438,11 @@ def _example_figure(ex: _Checked, method: str) -> Figure:
     return fig
 
 
-def _draw_image(ax: Any, image: Tensor, rgb: bool) -> None:
+def _draw_image(ax: Any, image: Tensor, rgb: bool, origin: str) -> None:
     if rgb:
-        ax.imshow(image.numpy(), origin="lower")
+        ax.imshow(image.numpy(), origin=origin)
     else:
-        ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, origin="lower")
+        ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, origin=origin)
     ax.set_title("image", fontsize=10)
     ax.set_axis_off()
 
@@ -889,7 +893,8 @@ section.example { border-top: 1px solid #eee; margin-top: 1em; }
 
 # The slice scroller: decodes each PNG mosaic once into a byte array, then draws the
 # three planes through the current position, the map in jet over the grey image and the
-# mask's outline in white. Rows are drawn bottom-up, like the PNG figures (origin lower).
+# mask's outline in white. Like the PNG figures, volume planes are drawn bottom-up (origin
+# lower, as plot_slices does) and 2D images top-down.
 _JS = r"""
 (function () {
   const DATA = JSON.parse(document.getElementById("viewer-data").textContent);
@@ -934,6 +939,7 @@ _JS = r"""
     const sliders = Array.from(el.querySelectorAll("input[data-axis]"));
     const canvases = Array.from(el.querySelectorAll("canvas"));
     const pos = ex.maps[select.value].peak.slice();
+    const flip = shape[0] > 1;  // volumes bottom-up like the PNGs; 2D images top-down
     function draw() {
       const map = maps[select.value], a = alpha.value / 100;
       sliders.forEach(s => { s.value = pos[+s.dataset.axis]; s.nextSibling.textContent = pos[+s.dataset.axis]; });
@@ -950,10 +956,11 @@ _JS = r"""
           const rgb = [0, 1, 2].map(i => (1 - a) * image[v * 3 + i] + a * LUT[j + i]);
           if (rgb[0] + rgb[1] + rgb[2] > 30) lit++;
           const edge = mask && showMask.checked && inMask(r, c)
-            ? [!inMask(r + 1, c), !inMask(r - 1, c), !inMask(r, c - 1), !inMask(r, c + 1)]
-            : null;  // top, bottom, left, right as drawn (rows go bottom-up)
+            ? [!inMask(r + (flip ? 1 : -1), c), !inMask(r + (flip ? -1 : 1), c),
+               !inMask(r, c - 1), !inMask(r, c + 1)]
+            : null;  // top, bottom, left, right as drawn
           for (let y = 0; y < k; y++) for (let x = 0; x < k; x++) {
-            const o = (((R - 1 - r) * k + y) * C * k + c * k + x) * 4;
+            const o = (((flip ? R - 1 - r : r) * k + y) * C * k + c * k + x) * 4;
             const white = edge && ((edge[0] && y === 0) || (edge[1] && y === k - 1) ||
                                    (edge[2] && x === 0) || (edge[3] && x === k - 1));
             for (let i = 0; i < 3; i++) img.data[o + i] = white ? 255 : rgb[i];
@@ -969,7 +976,8 @@ _JS = r"""
       const axis = +cv.dataset.axis, rect = cv.getBoundingClientRect();
       const [R, C] = plane(axis, shape, pos);
       const c = Math.min(C - 1, Math.floor((ev.clientX - rect.left) / rect.width * C));
-      const r = Math.max(0, R - 1 - Math.floor((ev.clientY - rect.top) / rect.height * R));
+      const row = Math.min(R - 1, Math.floor((ev.clientY - rect.top) / rect.height * R));
+      const r = flip ? R - 1 - row : row;
       const free = [0, 1, 2].filter(k => k !== axis);
       pos[free[0]] = r; pos[free[1]] = c;
       draw();
