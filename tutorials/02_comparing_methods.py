@@ -86,6 +86,8 @@ lesion = labels == 1
 volumes = images[lesion][: 2 if QUICK else None]
 masks = torch.stack([it["mask"] for it in items])[lesion][: len(volumes)]
 target = torch.ones(len(volumes), dtype=torch.long)
+with torch.no_grad():
+    predicted = net(volumes).argmax(1)
 g = torch.Generator().manual_seed(0)
 maps = {
     "scorecam": ScoreCAM3D(net, net.layer3).attribute(volumes, target=target),
@@ -140,8 +142,8 @@ rows = [
     {
         "index": i,
         "label": 1,
-        "prediction": None,
-        "correct": None,
+        "prediction": int(predicted[i]),
+        "correct": bool(predicted[i] == 1),
         "target": 1,
         "method": name,
         **{k: float(v[i]) for k, v in values.items()},
@@ -163,6 +165,7 @@ examples = [
         maps={name: m[i] for name, m in maps.items()},
         target=1,
         label=1,
+        prediction=int(predicted[i]),
         mask=masks[i],
         curves={
             name: {"deletion": d.scores[i], "insertion": ins.scores[i]}

@@ -800,7 +800,10 @@ def _comparison_table(
         ]
         if len(means) > 1:
             best[metric] = min(means) if _lower_is_better(metric) else max(means)
-    out = ['<table class="compare"><caption>mean ± std (n) per method; best in bold</caption>']
+    out = [
+        '<div class="wide"><table class="compare">'
+        "<caption>mean ± std (n) per method; best in bold</caption>"
+    ]
     out.append(
         "<tr><th>method</th>" + "".join(f"<th>{esc(m)} {_arrow(m)}</th>" for m in metrics) + "</tr>"
     )
@@ -817,7 +820,7 @@ def _comparison_table(
             bold = metric in best and stats["mean"] == best[metric]
             cells.append(f"<td><b>{text}</b></td>" if bold else f"<td>{text}</td>")
         out.append(f"<tr><th>{esc(method)}</th>{''.join(cells)}</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "".join(out)
 
 
@@ -871,7 +874,7 @@ def _viewer_html(n: int, ex: _Checked, methods: Sequence[str]) -> str:
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto;
-       max-width: 1250px; padding: 0 1em; color: #222; }
+       max-width: 1400px; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.6em; }
 .meta, nav { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
@@ -879,6 +882,8 @@ th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th:first-child, caption { text-align: left; } caption { font-weight: bold; padding: 2px 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 1em; }
 table.config td { text-align: left; }
+table.compare td, table.compare th { white-space: nowrap; }
+.wide { overflow-x: auto; }
 img.figure { display: block; max-width: 100%; margin: 0.5em 0; }
 section.example { border-top: 1px solid #eee; margin-top: 1em; }
 .viewer { background: #f6f6f6; padding: 0.5em 0.8em; border-radius: 6px; }
