@@ -154,15 +154,18 @@ def test_report_renders_in_chromium(tmp_path):
     # The screenshot: not blank, the title's text at the top, one coloured band per
     # slice figure (three jet-overlaid planes) and per viewer.
     shot = tmp_path / "report.png"
-    _run(browser, page, profile, f"--screenshot={shot}")
-    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+    for _ in range(3):  # as above: retake the shot if a viewer had not drawn yet
+        _run(browser, page, profile, f"--screenshot={shot}")
+        pixels = np.asarray(Image.open(shot).convert("RGB")).astype(np.int16)
+        coloured = (pixels.max(2) - pixels.min(2)) > 80
+        bands = _bands(coloured.sum(1) > 40)
+        if len(bands) >= n_examples * (n_methods + 1):
+            break
     assert pixels.shape[:2] == (_HEIGHT, _WIDTH)
     grey = pixels.mean(2)
     assert grey.std() > 20, "the screenshot is (nearly) blank"
     assert (grey[:80] < 100).sum() > 300, "no title text at the top of the page"
-    coloured = (pixels.max(2) - pixels.min(2)) > 80
     assert coloured.mean() > 0.03
-    bands = _bands(coloured.sum(1) > 40)
     assert len(bands) >= n_examples * (n_methods + 1), bands
     # within a slice figure's band the colour sits in three separate planes side by side
     first = coloured[bands[0][0] : bands[0][1] + 1].any(0)
