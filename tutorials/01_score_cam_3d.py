@@ -112,7 +112,7 @@ for epoch in range(epochs):
     print(f"epoch {epoch}: last batch loss {loss.item():.3f}")
 net.eval()
 
-n_test = 2 if QUICK else len(test)
+n_test = 2 if QUICK else (len(test) if DOWNLOAD else 32)
 volumes = torch.stack([test[i][0] for i in range(n_test)])
 labels = torch.tensor([test[i][1] for i in range(n_test)])
 with torch.no_grad():
