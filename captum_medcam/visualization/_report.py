@@ -674,6 +674,8 @@ def _named(value: Any, names: Sequence[str] | None) -> str:
     if value is None:
         return "–"
     plain = _jsonable(value)
+    while isinstance(plain, list) and len(plain) == 1 and (names is None or len(names) > 1):
+        plain = plain[0]  # a class index stored as a one-element vector, as MedMNIST does
     if isinstance(plain, list):
         if names is not None and all(v in (0, 1) for v in plain) and len(plain) == len(names):
             on = [names[i] for i, v in enumerate(plain) if v]

@@ -195,3 +195,6 @@ def test_report_names_classes_and_multi_label_vectors(tmp_path):
     assert "target 1 (mass) · label mass, nodule · prediction 2 (nodule)" in page
     numbers = json.loads((tmp_path / "report.json").read_text())
     assert numbers["examples"][0]["label"] == [0, 1, 1]
+    examples[0].label = torch.tensor([2])  # MedMNIST keeps a class index as (1,)
+    page = write_report(tmp_path, results=rows, summary=summary, examples=examples).read_text()
+    assert "label 2 (nodule)" in page
