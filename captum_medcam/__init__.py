@@ -7,7 +7,7 @@ functions in :mod:`captum_medcam.metrics`, as in :mod:`captum.metrics`.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from captum_medcam import attr, data, metrics, visualization
+from captum_medcam import attr, data, metrics, reshapes, visualization
 from captum_medcam.attr import (
     CRM,
     CRM3D,
@@ -54,6 +54,7 @@ __all__ = [
     "data",
     "evaluate_dataset",
     "metrics",
+    "reshapes",
     "run_distributed",
     "visualization",
 ]

@@ -24,6 +24,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
@@ -58,10 +59,13 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         forward_func: Callable[..., Tensor],
         layer: nn.Module,
         device_ids: list[int] | None = None,
+        *,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         check_forward_and_layer(forward_func, layer)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -108,11 +112,13 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
                 attribute_to_layer_input=attribute_to_layer_input,
                 device_ids=self.device_ids,
             )
+            acts = apply_reshape(self.reshape_transform, acts, n)
             if acts.dim() != x.dim():
                 raise ValueError(
                     f"the layer's activations have shape {tuple(acts.shape)} but Score-CAM needs "
                     f"(N, channels, *spatial) with the {n_spatial} spatial dims of the inputs "
-                    f"{tuple(x.shape)}; choose a convolutional layer"
+                    f"{tuple(x.shape)}; choose a convolutional layer, or pass reshape_transform= "
+                    "(captum_medcam.reshapes) for a transformer's tokens"
                 )
             acts = acts.to(x.dtype)
             targets = per_sample_target(target, n, output)
@@ -238,6 +244,11 @@ class ScoreCAM(_ScoreCAM):
     The result is not normalised (normalising is a display step). ``relu_attributions`` is
     True by default, unlike Captum's ``LayerGradCam``, because the official code applies
     the ReLU.
+
+    Transformers: pass ``reshape_transform=`` to the constructor, a callable that turns the
+    layer's output (tokens ``(N, T, E)``, channel-last Swin maps) into ``(N, C, *grid)``;
+    ready-made ones for torchvision's and MONAI's ViTs, UNETR and SwinUNETR are in
+    :mod:`captum_medcam.reshapes`.
 """
         + _DOC_VARIANTS
         + r"""
