@@ -28,7 +28,7 @@ from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_r
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
-Score = Literal["probability", "logit"]
+Score = Literal["probability", "logit", "sigmoid"]
 NormalizeAt = Literal["input", "layer"]
 
 #: Masked copies of each example per forward pass. On a CPU larger batches gain little and
@@ -39,11 +39,16 @@ DEFAULT_PERTURBATIONS_PER_EVAL = 16
 def class_scores(
     output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score
 ) -> Tensor:
-    """One score per row: the target's logit, or its probability.
+    """One score per row: the target's logit, its probability, or its sigmoid.
 
     ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
-    score per example (a binary classifier with a single logit).
+    score per example (a binary classifier with a single logit). ``"sigmoid"`` is
+    ``sigmoid(logit)`` of the target label alone: the probability of one finding of a
+    multi-label head (one sigmoid per label, e.g. ChestMNIST's 14 findings), where a
+    softmax over all labels would be wrong.
     """
+    if score == "sigmoid":
+        return select_target(output, target, index).sigmoid()
     if score == "probability":
         output = (
             output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
@@ -93,8 +98,8 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         original = inputs
         x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        if score not in ("probability", "logit"):
-            raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
+        if score not in ("probability", "logit", "sigmoid"):
+            raise ValueError(f"score must be 'probability', 'logit' or 'sigmoid', got {score!r}")
         if normalize_at not in ("input", "layer"):
             raise ValueError(f"normalize_at must be 'input' or 'layer', got {normalize_at!r}")
         n_spatial = x.dim() - 2
@@ -297,7 +302,9 @@ class ScoreCAM(_ScoreCAM):
             additional_forward_args: further arguments of the model, as in Captum; tensors
                 whose first dim is ``N`` are indexed with their example.
             score: ``"probability"`` (softmax of the target class; sigmoid for a single
-                output) or ``"logit"``.
+                output), ``"logit"``, or ``"sigmoid"`` (the sigmoid of the target label's
+                logit alone: use it for multi-label heads with one sigmoid per finding, such
+                as ChestMNIST; ``target`` names the label).
             baselines: None (no baseline, the official code), or a number or tensor
                 broadcastable to ``inputs`` whose score is subtracted from every weight
                 (the paper uses 0, a black image).

@@ -45,8 +45,8 @@ __all__ = [
     "voxel_order",
 ]
 
-MetricScore = Literal["probability", "logit", "correct"]
-_SCORES = ("probability", "logit", "correct")
+MetricScore = Literal["probability", "logit", "sigmoid", "correct"]
+_SCORES = ("probability", "logit", "sigmoid", "correct")
 
 #: Perturbed inputs per forward pass. Raise it on a GPU until memory is the limit.
 DEFAULT_MAX_EXAMPLES_PER_BATCH = 32
@@ -99,7 +99,9 @@ def prepare(
     """
     check_forward_and_layer(forward_func)
     if score not in _SCORES:
-        raise ValueError(f"score must be 'probability', 'logit' or 'correct', got {score!r}")
+        raise ValueError(
+            f"score must be 'probability', 'logit', 'sigmoid' or 'correct', got {score!r}"
+        )
     if max_examples_per_batch is not None:
         check_positive_int(max_examples_per_batch, "max_examples_per_batch")
     x = check_inputs(unwrap_meta(inputs))  # type: ignore[arg-type]
@@ -179,7 +181,7 @@ def run_curves(
         full: a threshold at or above which every unit of every example is perturbed.
         substrates: tensors shaped like ``x``.
         specs: the curves.
-        score: ``"probability"``, ``"logit"`` or ``"correct"``.
+        score: ``"probability"``, ``"logit"``, ``"sigmoid"`` or ``"correct"``.
         max_examples_per_batch: inputs per forward (None: all in one).
         show_progress: a progress bar over the forwards.
 
@@ -284,6 +286,6 @@ def _score(
     if score == "correct":
         assert isinstance(targets, Tensor)  # guaranteed by _resolve_target
         return (output.argmax(1) == targets.index_select(0, index)).to(dtype)
-    return class_scores(output, targets, index, cast(Literal["probability", "logit"], score)).to(
-        dtype
-    )
+    return class_scores(
+        output, targets, index, cast(Literal["probability", "logit", "sigmoid"], score)
+    ).to(dtype)
