@@ -77,7 +77,8 @@ test = SyntheticLesions(16, size=size, seed=1)
 test_images = torch.stack([test[i]["image"] for i in range(len(test))])
 test_labels = torch.stack([test[i]["label"] for i in range(len(test))])
 for name, model in models.items():
-    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4 if name == "ViT" else 3e-3)
+    torch.manual_seed(0)  # the same batches for both models
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4 if name == "ViT" else 1e-3)
     model.train()
     for _ in range(steps[name]):
         batch = torch.randint(0, len(train), (16,))

@@ -361,3 +361,17 @@ def test_swin_stages_3d_and_2d() -> None:
         reshape_transform=swin_reshape(64, stage=4, spatial_dims=2),
     ).attribute(torch.randn(1, 1, 64, 64), target=1)
     assert maps2.shape == (1, 1, 64, 64) and maps2.abs().sum() > 0
+
+
+@pytest.mark.slow
+def test_torchvision_vit_b_16_with_the_default_reshape() -> None:
+    from torchvision.models import vit_b_16
+
+    torch.manual_seed(0)
+    model = vit_b_16(weights=None, num_classes=4)
+    nn.init.normal_(model.heads.head.weight)  # torchvision starts the head at zero
+    model.eval()
+    layer = model.encoder.layers[-1].ln_1
+    cam = GradCAMPlusPlus(model, layer, reshape_transform=torchvision_vit_reshape())
+    maps = cam.attribute(torch.randn(1, 3, 224, 224), target=2, exp_score=False, upsample=False)
+    assert maps.shape == (1, 1, 14, 14) and maps.abs().sum() > 0
