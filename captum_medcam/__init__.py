@@ -7,11 +7,12 @@ functions in :mod:`captum_medcam.metrics`, as in :mod:`captum.metrics`.
 
 from importlib.metadata import PackageNotFoundError, version
 
-from captum_medcam import attr, data, metrics, visualization
+from captum_medcam import attr, data, metrics, reshapes, visualization
 from captum_medcam.attr import (
     CRM,
     CRM3D,
     CNNFixations,
+    EnsembleAttribution,
     GradCAM3D,
     GradCAMPlusPlus,
     GradCAMPlusPlus3D,
@@ -37,6 +38,7 @@ __all__ = [
     "CRM",
     "CRM3D",
     "CNNFixations",
+    "EnsembleAttribution",
     "EvaluationResult",
     "GradCAM3D",
     "GradCAMPlusPlus",
@@ -56,6 +58,7 @@ __all__ = [
     "data",
     "evaluate_dataset",
     "metrics",
+    "reshapes",
     "run_distributed",
     "visualization",
 ]

@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import torch
@@ -53,16 +54,37 @@ __all__ = [
 Metric = Callable[..., Tensor]
 
 
-def default_metrics() -> dict[str, Metric]:
+def default_metrics(score: str = "probability") -> dict[str, Metric]:
     """The faithfulness metrics used when none are given: deletion AUC, insertion AUC, AOPC.
+
+    Args:
+        score: the score every metric takes: ``"probability"`` (softmax, the default),
+            ``"logit"``, ``"correct"``, or ``"sigmoid"`` for multi-label heads with one
+            sigmoid per finding (ChestMNIST): pass
+            ``metrics=default_metrics(score="sigmoid")`` to :func:`evaluate_dataset` with
+            ``target`` naming the label.
 
     Returns:
         ``{"deletion_auc": ..., "insertion_auc": ..., "aopc": ...}`` with the defaults of
-        :mod:`captum_medcam.metrics`.
+        :mod:`captum_medcam.metrics` (and ``score`` fixed when it is not the default).
+
+    Raises:
+        ValueError: an unknown ``score``.
     """
     from captum_medcam.metrics import aopc, deletion_auc, insertion_auc
 
-    return {"deletion_auc": deletion_auc, "insertion_auc": insertion_auc, "aopc": aopc}
+    metrics: dict[str, Metric] = {
+        "deletion_auc": deletion_auc,
+        "insertion_auc": insertion_auc,
+        "aopc": aopc,
+    }
+    if score == "probability":
+        return metrics
+    if score not in ("logit", "sigmoid", "correct"):
+        raise ValueError(
+            f"score must be 'probability', 'logit', 'sigmoid' or 'correct', got {score!r}"
+        )
+    return {name: partial(metric, score=score) for name, metric in metrics.items()}
 
 
 def attribute_batch(
@@ -327,7 +349,8 @@ def evaluate_dataset(
             ``DataLoader`` over one: its data set, batch size, workers and collate function
             are used, its sampler is not (the data set is visited in order).
         metrics: name -> metric function (see the module docs); None for
-            :func:`default_metrics`.
+            :func:`default_metrics`; ``default_metrics(score="sigmoid")`` for a
+            multi-label head.
         target: ``"pred"`` (the class the model predicts, as in RISE), ``"label"`` (the
             batch's labels), or a fixed Captum target (an int).
         batch_size: samples per batch (default: the loader's, or 1).

@@ -1,6 +1,7 @@
 """Attribution methods: Captum ``Attribution`` subclasses for 1D, 2D and 3D inputs."""
 
 from captum_medcam.attr._crm import CRM, CRM3D
+from captum_medcam.attr._ensemble import EnsembleAttribution
 from captum_medcam.attr._fixations import CNNFixations
 from captum_medcam.attr._grad_cam import (
     GradCAM3D,
@@ -20,6 +21,7 @@ __all__ = [
     "CRM",
     "CRM3D",
     "CNNFixations",
+    "EnsembleAttribution",
     "GradCAM3D",
     "GradCAMPlusPlus",
     "GradCAMPlusPlus3D",

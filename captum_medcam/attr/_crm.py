@@ -26,6 +26,12 @@ from captum_medcam.attr._checks import (
 )
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
+from captum_medcam.attr._reshape import (
+    ReshapeTransform,
+    apply_reshape,
+    check_reshape_transform,
+    unreshape,
+)
 
 __all__ = ["CRM", "CRM3D"]
 
@@ -87,6 +93,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         device_ids: list[int] | None = None,
         *,
         fc_layer: nn.Module | None = None,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         check_forward_and_layer(forward_func, layer, device_ids)
         if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
@@ -97,6 +104,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
         self.fc_layer = fc_layer
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -128,15 +136,16 @@ class _CRM(LayerAttribution, PerturbationAttribution):
 
         with torch.no_grad():
             if self.fc_layer is None:
-                output, acts = forward_with_capture(
+                output, raw = forward_with_capture(
                     self.forward_func, self.layer, x, args, device_ids=self.device_ids
                 )
+                acts = apply_reshape(self.reshape_transform, raw, x.shape[0])
                 self._check_activations(acts, x)
                 acts = acts.to(x.dtype)
                 targets = _crm_target(target, x.shape[0], output)
                 base = _baseline_like(baselines, acts)
                 changes = self._faithful_changes(
-                    x, args, output, acts, base, perturbations_per_eval, show_progress
+                    x, args, output, raw, acts, base, perturbations_per_eval, show_progress
                 )
             else:
                 output, acts, fc_input = self._capture_with_head(x, args)
@@ -157,7 +166,8 @@ class _CRM(LayerAttribution, PerturbationAttribution):
             raise ValueError(
                 f"the layer's activations have shape {tuple(acts.shape)} but CRM needs "
                 f"(N, channels, *spatial) with the {x.dim() - 2} spatial dims of the inputs "
-                f"{tuple(x.shape)}; choose a convolutional layer"
+                f"{tuple(x.shape)}; choose a convolutional layer, or pass reshape_transform= "
+                "(captum_medcam.reshapes) for a transformer's tokens"
             )
 
     def _capture_with_head(self, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, Tensor, Tensor]:
@@ -176,6 +186,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         output, acts = forward_with_capture(
             forward, self.layer, x, args, device_ids=self.device_ids
         )
+        acts = apply_reshape(self.reshape_transform, acts, x.shape[0])
         self._check_activations(acts, x)
         return output, acts.to(x.dtype), seen[0].to(x.dtype)
 
@@ -211,12 +222,16 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         x: Tensor,
         args: tuple[Any, ...],
         output: Tensor,
+        raw: Tensor,
         acts: Tensor,
         base: Tensor,
         perturbations_per_eval: int,
         show_progress: bool,
     ) -> Tensor:
         """``S_c - S_c(p)`` by re-evaluating the model with each position removed.
+
+        ``raw`` is the layer's output and ``acts`` its reshaped form ``(N, C', *S')`` (the same
+        tensor without ``reshape_transform``); removals are made on ``acts`` and mapped back.
 
         Returns:
             ``(N, K, *S')`` where ``K`` is the number of model outputs per example.
@@ -244,6 +259,8 @@ class _CRM(LayerAttribution, PerturbationAttribution):
             pick = torch.arange(rows.numel(), device=x.device)
             copies[pick, :, where] = flat_base[owner, :, where]
             copies = copies.view(rows.numel(), channels, *spatial)
+            if self.reshape_transform is not None:
+                copies = unreshape(self.reshape_transform, raw.index_select(0, owner), copies)
             feed = owner if batch_args else torch.unique(owner)
             out = self._forward_replaced(
                 x.index_select(0, feed), index_additional_args(args, owner, n), copies
@@ -349,6 +366,10 @@ class CRM(_CRM):
         device_ids: as in Captum, for ``DataParallel`` models.
         fc_layer: the ``nn.Linear`` after global average pooling (MONAI ResNet: ``net.fc``)
             for the exact fast path; None evaluates the definition for any head.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`); a
+            removed grid position is mapped back to the layer's output (its token), so the
+            reshape must rearrange or select elements only.
 
     Example:
         >>> import torch

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass
-from typing import Any, final
+from typing import Any, Literal, final
 
 import torch
+import torch.fx as fx
 import torch.nn.functional as F
 from captum.attr import Attribution
 from torch import Tensor, nn
@@ -66,101 +68,264 @@ _MAX_POOL_FN = {1: F.max_pool1d, 2: F.max_pool2d, 3: F.max_pool3d}
 
 @dataclass
 class _Call:
-    """One call of a leaf module during the traced forward pass."""
+    """One call of a module (or function) in the traced forward pass: its input and output."""
 
     name: str
     module: nn.Module
     input: Tensor
     output: Tensor
-    output_version: int
 
 
 def _describe(call: _Call) -> str:
     return f"{type(call.module).__name__} ({call.name or 'the model'})"
 
 
-def _trace(model: nn.Module, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, list[_Call]]:
-    """Run ``model(x, *args)`` once and record every leaf module's input and output.
+#: Sum rules: the authors' code follows, at each point, the branch with the larger
+#: activation; "both" follows every branch.
+SumRule = Literal["larger", "both"]
 
-    The forward must be a chain: each leaf's input is the previous leaf's output, untouched,
-    and the model's output is the last leaf's output. Anything else (a residual addition, a
-    ``view`` or another function applied in ``forward``) cannot be unravelled with the rules
-    of the paper and raises ``NotImplementedError`` naming the module where the chain breaks.
-    Hooks live for this call only.
+_SAME_FUNCTIONS: tuple[Any, ...] = (
+    F.relu,
+    torch.relu,
+    torch.relu_,
+    F.relu6,
+    F.leaky_relu,
+    F.elu,
+    F.gelu,
+    F.silu,
+    torch.sigmoid,
+    torch.tanh,
+    F.dropout,
+    F.batch_norm,
+)
+_SAME_METHODS = {"relu", "relu_", "sigmoid", "tanh", "contiguous", "clone", "float", "double", "to"}
+_RESHAPE_FUNCTIONS: tuple[Any, ...] = (torch.flatten, torch.reshape)
+_RESHAPE_METHODS = {"flatten", "view", "reshape"}
+_SUM_FUNCTIONS: tuple[Any, ...] = (operator.add, operator.iadd, torch.add)
+_SUM_METHODS = {"add", "add_"}
+_CAT_FUNCTIONS: tuple[Any, ...] = (torch.cat, torch.concat)
+
+
+class _Recorder(fx.Interpreter):
+    """Runs the traced graph and keeps a copy of every node's tensor output.
+
+    Copies, because an in-place operation later in the forward (``out += residual``, an
+    in-place ReLU) would otherwise change a recorded value.
     """
-    names = {m: name for name, m in model.named_modules()}
-    by_name = {name: m for m, name in names.items()}
 
-    def inside(name: str) -> str:
-        parent = name.rpartition(".")[0]
-        if not name or parent not in by_name:
-            return ""
-        return f" inside {type(by_name[parent]).__name__} ({parent or 'the model'})"
+    def __init__(self, module: fx.GraphModule) -> None:
+        super().__init__(module)
+        self.values: dict[fx.Node, Any] = {}
 
-    calls: list[_Call] = []
-    problem: list[str] = []
+    def run_node(self, n: fx.Node) -> Any:
+        out = super().run_node(n)
+        self.values[n] = out.detach().clone() if isinstance(out, Tensor) else out
+        return out
 
-    def pre_hook(module: nn.Module, inp: tuple[Any, ...]) -> None:
-        if problem or module is model:
-            return
-        name = names.get(module, "?")
-        tensors = [a for a in inp if isinstance(a, Tensor)]
-        if len(inp) != 1 or len(tensors) != 1:
-            problem.append(
-                f"{type(module).__name__} ({name}) takes {len(inp)} arguments, not one tensor"
-            )
-            return
-        prev = calls[-1] if calls else None
-        source = prev.output if prev is not None else x
-        version = prev.output_version if prev is not None else x._version
-        if tensors[0] is not source or tensors[0]._version != version:
-            where = f"the output of {_describe(prev)}" if prev is not None else "the model's input"
-            problem.append(
-                f"the input of {type(module).__name__} ({name}){inside(name)} is not {where}: "
-                "the forward pass is not a chain of layers (a residual addition, a skip connection, or a "
-                "function applied in forward such as x.view(...) or x + y)"
-            )
 
-    def leaf_hook(module: nn.Module, inp: tuple[Any, ...], out: Any) -> None:
-        if problem:
-            return
-        if not isinstance(out, Tensor):
-            problem.append(
-                f"{type(module).__name__} ({names.get(module, '?')}) returns a {type(out).__name__}, not a tensor"
-            )
-            return
-        calls.append(_Call(names.get(module, "?"), module, inp[0], out, out._version))
+def _trace(
+    model: nn.Module, x: Tensor, args: tuple[Any, ...]
+) -> tuple[fx.GraphModule, dict[fx.Node, Any], fx.Node]:
+    """Trace ``model`` with ``torch.fx`` and run it once on ``(x, *args)``, recording values.
 
-    def container_hook(module: nn.Module, _inp: tuple[Any, ...], out: Any) -> None:
-        if problem or not calls:
-            return
-        if out is not calls[-1].output or out._version != calls[-1].output_version:
-            problem.append(
-                f"the output of {type(module).__name__} ({names.get(module, '?')}) is not the "
-                f"output of its last layer {_describe(calls[-1])}: its forward applies a function "
-                "(e.g. a residual addition) that cannot be unravelled"
-            )
+    The graph gives the data flow (residual additions, concatenations, reshapes in
+    ``forward``), which hooks on modules cannot see. The user's model is not changed: the
+    graph module calls the model's own submodules, and nothing is registered on them.
 
-    handles = []
+    Returns:
+        ``(graph module, value of every node, the node of the model's output)``.
+    """
     try:
-        for module in model.modules():
-            handles.append(module.register_forward_pre_hook(pre_hook))
-            leaf = next(module.children(), None) is None
-            handles.append(module.register_forward_hook(leaf_hook if leaf else container_hook))
-        output = model(x, *args)
-    finally:
-        for handle in handles:
-            handle.remove()
-    if problem:
-        raise NotImplementedError(f"CNN Fixations cannot trace this model: {problem[0]}")
-    if not calls:
-        raise NotImplementedError("CNN Fixations found no layer to trace in the model")
-    if not isinstance(output, Tensor) or output is not calls[-1].output:
+        graph_module = fx.symbolic_trace(model)
+    except Exception as error:  # fx raises many kinds (TraceError, TypeError, ...)
         raise NotImplementedError(
-            f"the model's output is not the output of its last layer {_describe(calls[-1])}: "
-            "its forward applies a function after it that cannot be unravelled"
+            f"CNN Fixations follows the model's forward as a torch.fx graph, and tracing "
+            f"{type(model).__name__} failed ({type(error).__name__}: {error}); models with "
+            "control flow on tensor values cannot be unravelled"
+        ) from error
+    recorder = _Recorder(graph_module)
+    recorder.run(x, *args)
+    output = next(n for n in graph_module.graph.nodes if n.op == "output")
+    result = output.args[0]
+    if not isinstance(result, fx.Node) or not isinstance(recorder.values.get(result), Tensor):
+        raise NotImplementedError(
+            f"the model returns {type(result).__name__}, not one tensor; CNN Fixations needs a "
+            "model that returns (N, K) scores"
         )
-    return output, calls
+    return graph_module, recorder.values, result
+
+
+def _tensor_inputs(node: fx.Node, values: dict[fx.Node, Any]) -> list[fx.Node]:
+    return [a for a in node.all_input_nodes if isinstance(values.get(a), Tensor)]
+
+
+def _node_name(node: fx.Node) -> str:
+    if node.op == "call_module":
+        return str(node.target)
+    target = node.target
+    return f"{getattr(target, '__name__', target)} ({node.name})"
+
+
+def _kind(node: fx.Node, graph_module: fx.GraphModule) -> str:
+    """The rule that unravels ``node``: same, reshape, sum, cat, linear, conv, pool."""
+    if node.op == "call_module":
+        m = graph_module.get_submodule(str(node.target))
+        if isinstance(m, _INDEX_PRESERVING):
+            return "same"
+        if isinstance(m, _RESHAPE):
+            return "reshape"
+        if isinstance(m, nn.Linear):
+            return "linear"
+        if isinstance(m, _CONV):
+            return "conv"
+        if isinstance(m, _MAX_POOL + _AVG_POOL + _ADAPTIVE_POOL):
+            return "pool"
+        return "unknown"
+    if node.op == "call_function":
+        t = node.target
+        if t in _SAME_FUNCTIONS:
+            return "same"
+        if t in _RESHAPE_FUNCTIONS:
+            return "reshape"
+        if t in _SUM_FUNCTIONS:
+            return "sum"
+        if t in _CAT_FUNCTIONS:
+            return "cat"
+        return "unknown"
+    if node.op == "call_method":
+        if node.target in _SAME_METHODS:
+            return "same"
+        if node.target in _RESHAPE_METHODS:
+            return "reshape"
+        if node.target in _SUM_METHODS:
+            return "sum"
+        return "unknown"
+    return "none"  # placeholders (other than the input) and parameters: the trace ends
+
+
+def _reshape_points(points: Tensor, out: Tensor, inp: Tensor) -> Tensor:
+    flat = _ravel(points[:, 1:], tuple(out.shape[1:]))
+    return torch.cat([points[:, :1], _unravel(flat, tuple(inp.shape[1:]))], 1)
+
+
+def _is_flattened_map(node: fx.Node, values: dict[fx.Node, Any], gm: fx.GraphModule) -> bool:
+    """Whether ``node`` is a convolutional map flattened (past element-wise steps)."""
+    while _kind(node, gm) == "same" and _tensor_inputs(node, values):
+        node = _tensor_inputs(node, values)[0]
+    if _kind(node, gm) != "reshape" or not _tensor_inputs(node, values):
+        return False
+    source = values[_tensor_inputs(node, values)[0]]
+    return source.dim() > 2 and source[0, 0].numel() > 1
+
+
+def _unravel_node(
+    node: fx.Node,
+    points: Tensor,
+    values: dict[fx.Node, Any],
+    gm: fx.GraphModule,
+    sum_rule: SumRule,
+) -> list[tuple[fx.Node, Tensor]]:
+    """Carry ``points`` (example, index into ``node``'s output) to ``node``'s inputs."""
+    kind = _kind(node, gm)
+    if kind == "none":
+        return []
+    out = values[node]
+    inputs = _tensor_inputs(node, values)
+    if kind == "unknown" or not inputs:
+        what = (
+            f"{type(gm.get_submodule(str(node.target))).__name__} ({node.target})"
+            if node.op == "call_module"
+            else f"the function {_node_name(node)}"
+        )
+        raise NotImplementedError(
+            f"CNN Fixations cannot unravel {what}; supported are Conv1d/2d/3d, Linear, max/"
+            "average/global pooling, Flatten/view/reshape, residual additions, "
+            "concatenations, and element-wise layers (ReLU, batch norm, dropout, ...)"
+        )
+    if kind == "sum":
+        branches = [a for a in inputs if values[a].shape == out.shape]
+        if not branches:
+            raise NotImplementedError(
+                f"the addition {_node_name(node)} broadcasts all its inputs; CNN Fixations "
+                "follows additions of tensors of the output's shape"
+            )
+        if sum_rule == "both" or len(branches) == 1:
+            return [(b, points) for b in branches]
+        index = tuple(points.T)
+        choice = torch.stack([values[b][index] for b in branches], 1).argmax(1)
+        return [(b, points[choice == i]) for i, b in enumerate(branches)]
+    if kind == "cat":
+        dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+        assert isinstance(dim, int)
+        dim = dim % out.dim()
+        if dim == 0:
+            raise NotImplementedError(
+                f"{_node_name(node)} concatenates along the batch dim; CNN Fixations follows "
+                "concatenations of features (dim >= 1)"
+            )
+        pieces = node.args[0]
+        assert isinstance(pieces, (list, tuple))
+        result, offset = [], 0
+        for piece in pieces:
+            value = values[piece] if isinstance(piece, fx.Node) else piece
+            if not isinstance(value, Tensor):
+                raise NotImplementedError(f"{_node_name(node)} concatenates a non-tensor")
+            size = value.shape[dim]
+            inside = (points[:, dim] >= offset) & (points[:, dim] < offset + size)
+            if isinstance(piece, fx.Node) and bool(inside.any()):
+                moved = points[inside].clone()
+                moved[:, dim] -= offset
+                result.append((piece, moved))
+            offset += size
+        return result
+    src = inputs[0]
+    inp = values[src]
+    if kind == "same":
+        if inp.shape != out.shape:
+            raise NotImplementedError(
+                f"{_node_name(node)} changes the shape {tuple(inp.shape)} to {tuple(out.shape)}"
+            )
+        return [(src, points)]
+    if inp.shape[0] != out.shape[0]:
+        raise NotImplementedError(
+            f"{_node_name(node)} mixes examples (shape {tuple(inp.shape)} to {tuple(out.shape)})"
+        )
+    if kind == "reshape":
+        return [(src, _reshape_points(points, out, inp))]
+    module = gm.get_submodule(str(node.target))
+    call = _Call(str(node.target), module, inp, out)
+    if kind == "linear":
+        return [(src, _back_linear(call, points, single=_is_flattened_map(src, values, gm)))]
+    if kind == "conv":
+        return [(src, _back_conv(call, points))]
+    return [(src, _back_pool(call, points))]
+
+
+def _backtrack(
+    graph_module: fx.GraphModule,
+    values: dict[fx.Node, Any],
+    start: fx.Node,
+    points: Tensor,
+    sum_rule: SumRule,
+) -> Tensor:
+    """Carry ``points`` ``(M, 2)`` (example, class) from the output back to the input.
+
+    Nodes are visited in reverse topological order, so every node has received the points
+    of all its users (both branches of a residual block) before it passes them on.
+    """
+    graph = graph_module.graph
+    source = next(n for n in graph.nodes if n.op == "placeholder")
+    pending: dict[fx.Node, list[Tensor]] = {start: [points]}
+    for node in reversed(graph.nodes):
+        if node not in pending:
+            continue
+        here = torch.unique(torch.cat(pending.pop(node)), dim=0)
+        if node is source:
+            return here
+        for target, moved in _unravel_node(node, here, values, graph_module, sum_rule):
+            if moved.shape[0]:
+                pending.setdefault(target, []).append(moved)
+    raise NotImplementedError("the trace did not reach the model's input")
 
 
 def _unravel(flat: Tensor, shape: tuple[int, ...]) -> Tensor:
@@ -267,41 +432,6 @@ def _back_conv(call: _Call, points: Tensor) -> Tensor:
     return torch.cat([n.unsqueeze(1), channel.unsqueeze(1), location], 1)
 
 
-def _backtrack(calls: list[_Call], points: Tensor) -> Tensor:
-    """Carry ``points`` ``(M, 1 + k)`` (example, index into the output) back to the input."""
-    for i in range(len(calls) - 1, -1, -1):
-        call = calls[i]
-        m = call.module
-        if isinstance(m, _INDEX_PRESERVING) and call.input.shape == call.output.shape:
-            pass
-        elif isinstance(m, _RESHAPE):
-            flat = _ravel(points[:, 1:], tuple(call.output.shape[1:]))
-            points = torch.cat([points[:, :1], _unravel(flat, tuple(call.input.shape[1:]))], 1)
-        elif isinstance(m, nn.Linear):
-            j = i - 1  # look past element-wise layers (e.g. dropout) for a flattened map
-            while j >= 0 and isinstance(calls[j].module, _INDEX_PRESERVING):
-                j -= 1
-            from_map = (
-                j >= 0
-                and isinstance(calls[j].module, _RESHAPE)
-                and calls[j].input.dim() > 2
-                and calls[j].input[0, 0].numel() > 1
-            )
-            points = _back_linear(call, points, single=from_map)
-        elif isinstance(m, _CONV):
-            points = _back_conv(call, points)
-        elif isinstance(m, _MAX_POOL + _AVG_POOL + _ADAPTIVE_POOL):
-            points = _back_pool(call, points)
-        else:
-            raise NotImplementedError(
-                f"CNN Fixations cannot unravel {_describe(call)}; supported layers are Conv1d/2d/3d, "
-                "Linear, max/average/global pooling, Flatten, and element-wise layers (ReLU, "
-                "batch norm, dropout, ...)"
-            )
-        points = torch.unique(points, dim=0)
-    return points
-
-
 def fixation_density(
     points: list[Tensor],
     size: tuple[int, ...],
@@ -392,8 +522,15 @@ class CNNFixations(Attribution):
     * **Convolution**: the input channel with the largest contribution
       ``sum_window a * W[j]`` (bias ignored), at the centre of the window.
     * **Max, average and global pooling**: the location of the largest input in the window.
-    * **Flatten**, and element-wise layers (ReLU, batch norm, dropout, softmax, ...): the
-      same element.
+    * **Flatten** (and ``view``/``reshape``/``torch.flatten`` in ``forward``), and
+      element-wise layers (ReLU, batch norm, dropout, softmax, ...): the same element.
+    * **Residual sums** (``out + residual``): the branch whose activation at the point is
+      the larger, as the authors' ResNet code does (``sum_rule="larger"``), or every branch
+      (``sum_rule="both"``). An addend broadcast to the output's shape (a bias) is not
+      followed.
+    * **Concatenations** (``torch.cat`` along a feature dim, DenseNet's dense layers): each
+      point goes to the input that holds it, at its index within that input, as the
+      authors' GoogLeNet code splits inception outputs.
 
     The points that reach the input (channels dropped) are the fixations. Outliers are
     removed as in the authors' code: a point is kept when more than ``outlier_fraction`` of
@@ -405,11 +542,13 @@ class CNNFixations(Attribution):
     window (the authors' ``stride * p``, which is the centre for "same" padding); ties take
     the first maximum; the density map is not normalised (a display step).
 
-    Only chains of layers can be unravelled: ``nn.Sequential`` models, nested, or modules
-    whose ``forward`` calls their layers one after the other. A residual addition, a skip
-    connection or a function applied in ``forward`` (``x.view``, ``x + y``) is detected
-    during the traced forward and raises ``NotImplementedError`` naming the module, as does
-    a layer without a rule (e.g. a transposed convolution).
+    The forward pass is followed as a ``torch.fx`` graph, so MONAI's ResNets (its
+    ``ResNetBlock``/``ResNetBottleneck``, batch norm, adaptive pooling) and DenseNets (dense
+    layers, transitions) in 2D and 3D are unravelled through their sums and
+    concatenations; the points of every consumer of a tensor are gathered before the tensor
+    passes them on. A forward with control flow on tensor values cannot be traced, and an
+    operation without a rule (e.g. a transposed convolution or an upsampling) raises
+    ``NotImplementedError`` naming it. The model is not changed (no hooks, no mode change).
 
     References:
         Mopuri, Garg, Babu. "CNN Fixations: An Unraveling Approach to Visualize the
@@ -448,6 +587,7 @@ class CNNFixations(Attribution):
         *,
         outlier_radius: float | None = 0.1,
         outlier_fraction: float = 0.05,
+        sum_rule: SumRule = "larger",
     ) -> list[Tensor]:
         """The fixation points of each example.
 
@@ -460,6 +600,9 @@ class CNNFixations(Attribution):
                 the authors' code); None keeps every point.
             outlier_fraction: a point is kept when more than this fraction of all points of
                 its example lie within the radius (0.05 in the authors' code).
+            sum_rule: how a point of a residual sum is carried back: ``"larger"`` follows
+                the branch whose activation at the point is the larger (the authors' ResNet
+                code); ``"both"`` follows every branch.
 
         Returns:
             One long tensor ``(P_i, d)`` per example: the input coordinates of its fixations,
@@ -468,8 +611,9 @@ class CNNFixations(Attribution):
         Raises:
             TypeError: inputs not a floating tensor.
             ValueError: wrong input dims, NaN/inf inputs, a target out of range, a model
-                output that is not ``(N, K)``, bad outlier options.
-            NotImplementedError: a model that is not a chain of supported layers.
+                output that is not ``(N, K)``, bad outlier options, an unknown ``sum_rule``.
+            NotImplementedError: a model that ``torch.fx`` cannot trace, or an operation
+                without a rule (named in the message).
         """
         x = check_inputs(unwrap_meta(inputs))
         check_target_type(target)
@@ -481,8 +625,11 @@ class CNNFixations(Attribution):
         assert isinstance(model, nn.Module)
         warn_if_training(model)
         n = x.shape[0]
+        if sum_rule not in ("larger", "both"):
+            raise ValueError(f"sum_rule must be 'larger' or 'both', got {sum_rule!r}")
         with torch.no_grad():
-            output, calls = _trace(model, x, args)
+            graph_module, values, last = _trace(model, x, args)
+            output = values[last]
             if output.dim() != 2:
                 raise ValueError(
                     f"CNN Fixations needs a model output of shape (N, K), got {tuple(output.shape)}"
@@ -495,11 +642,7 @@ class CNNFixations(Attribution):
             start = torch.stack(
                 [torch.arange(n, device=output.device), targets.to(output.device)], 1
             )
-            points = _backtrack(calls, start)
-            if points.shape[1] != x.dim():
-                raise NotImplementedError(
-                    f"the trace ended at shape {tuple(calls[0].input.shape)}, not at the inputs"
-                )
+            points = _backtrack(graph_module, values, last, start, sum_rule)
             spatial = torch.unique(torch.cat([points[:, :1], points[:, 2:]], 1), dim=0)
             per_example = [spatial[spatial[:, 0] == i, 1:] for i in range(n)]
             if outlier_radius is not None:
@@ -520,12 +663,13 @@ class CNNFixations(Attribution):
         sigma: float | None = None,
         outlier_radius: float | None = 0.1,
         outlier_fraction: float = 0.05,
+        sum_rule: SumRule = "larger",
     ) -> Tensor:
         """The density map of the fixations at input resolution.
 
         Args:
-            inputs, target, additional_forward_args, outlier_radius, outlier_fraction: as in
-                :meth:`fixations`.
+            inputs, target, additional_forward_args, outlier_radius, outlier_fraction,
+                sum_rule: as in :meth:`fixations`.
             sigma: the Gaussian's standard deviation in voxels; None uses ``min(S) / 11``
                 (20 pixels on a 224 image, the authors' setting); 0 gives the points alone.
 
@@ -545,6 +689,7 @@ class CNNFixations(Attribution):
             additional_forward_args,
             outlier_radius=outlier_radius,
             outlier_fraction=outlier_fraction,
+            sum_rule=sum_rule,
         )
         with torch.no_grad():
             density = fixation_density(points, size, sigma, dtype=x.dtype)

@@ -17,7 +17,13 @@ from typing import Any, cast, final
 
 import torch
 import torch.nn.functional as F
-from captum.attr import GradientAttribution, GuidedGradCam, LayerAttribution, LayerGradCam
+from captum.attr import (
+    GradientAttribution,
+    GuidedBackprop,
+    GuidedGradCam,
+    LayerAttribution,
+    LayerGradCam,
+)
 from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, resize, weighted_sum
@@ -35,6 +41,7 @@ from captum_medcam.attr._checks import (
 )
 from captum_medcam.attr._hooks import checked_forward, forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
+from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 
 __all__ = [
     "GradCAM3D",
@@ -48,6 +55,7 @@ __all__ = [
     "XGradCAM",
     "XGradCAM3D",
     "gradcam_plusplus_weights",
+    "gradcam_weights",
     "hirescam_weights",
     "layer_gradients",
     "layercam_weights",
@@ -104,6 +112,7 @@ def layer_gradients(
     *,
     attribute_to_layer_input: bool = False,
     device_ids: list[int] | None = None,
+    reshape_transform: ReshapeTransform | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One forward pass and the gradient of the target scores with respect to the layer.
 
@@ -120,6 +129,10 @@ def layer_gradients(
         args: additional forward arguments.
         attribute_to_layer_input: use the layer's input instead of its output.
         device_ids: as in Captum, for ``DataParallel`` models.
+        reshape_transform: None, or a callable applied to the activations and to their
+            gradient (as in pytorch-grad-cam) to give ``(N, K, *S')``; for a reshape that
+            rearranges or selects elements, the reshaped gradient is the gradient with
+            respect to the reshaped activations.
 
     Returns:
         ``(scores, activations, gradients)``, detached: scores ``(N,)`` and activations and
@@ -149,7 +162,9 @@ def layer_gradients(
     if grads is None:
         raise ValueError(_not_on_path(layer, attribute_to_layer_input))
     dtype = inputs.dtype
-    return scores.detach().to(dtype), acts.detach().to(dtype), grads.to(dtype)
+    acts = apply_reshape(reshape_transform, acts.detach(), n)
+    grads = apply_reshape(reshape_transform, grads, n)
+    return scores.detach().to(dtype), acts.to(dtype), grads.to(dtype)
 
 
 # --------------------------------------------------------------------------------------
@@ -206,6 +221,16 @@ def gradcam_plusplus_weights(
     return weights * factor.unsqueeze(1)
 
 
+def gradcam_weights(acts: Tensor, grads: Tensor, scores: Tensor) -> Tensor:
+    r"""Grad-CAM channel weights ``w_k = mean_p g_k(p)``, as Captum's ``LayerGradCam``.
+
+    Returns:
+        ``(N, K)``.
+    """
+    del acts, scores
+    return grads.flatten(2).mean(-1)
+
+
 def xgradcam_weights(acts: Tensor, grads: Tensor, scores: Tensor) -> Tensor:
     r"""XGrad-CAM channel weights ``w_k = sum_p A_k(p) / (sum_q A_k(q)) * g_k(p)``.
 
@@ -246,10 +271,13 @@ class _GradientCAM(LayerAttribution, GradientAttribution):
         forward_func: Callable[..., Tensor],
         layer: nn.Module,
         device_ids: list[int] | None = None,
+        *,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -288,12 +316,14 @@ class _GradientCAM(LayerAttribution, GradientAttribution):
             format_additional_args(additional_forward_args),
             attribute_to_layer_input=attribute_to_layer_input,
             device_ids=self.device_ids,
+            reshape_transform=self.reshape_transform,
         )
         if acts.dim() != x.dim():
             raise ValueError(
                 f"the layer's activations have shape {tuple(acts.shape)} but a CAM needs "
                 f"(N, channels, *spatial) with the {x.dim() - 2} spatial dims of the inputs "
-                f"{tuple(x.shape)}; choose a convolutional layer"
+                f"{tuple(x.shape)}; choose a convolutional layer, or pass reshape_transform= "
+                "(captum_medcam.reshapes) for a transformer's tokens"
             )
         cam = weighted_sum(weight_fn(acts, grads, scores), acts)
         if relu_attributions:
@@ -309,6 +339,11 @@ _DOC_PIPELINE = """
     (linear, bilinear or trilinear by the number of spatial dims, ``align_corners=False``).
     It is not normalised (normalising is a display step). One forward pass and the gradient
     of the target scores with respect to the layer only; works under ``torch.no_grad()``.
+
+    Transformers: pass ``reshape_transform=`` to the constructor, a callable that turns the
+    layer's output (tokens ``(N, T, E)``, channel-last Swin maps) into ``(N, C, *grid)``;
+    ready-made ones for torchvision's and MONAI's ViTs, UNETR and SwinUNETR are in
+    :mod:`captum_medcam.reshapes`.
 """
 
 _DOC_ARGS = """
@@ -839,10 +874,13 @@ class _CaptumGradCAM(LayerAttribution, GradientAttribution):
         forward_func: Callable[..., Tensor],
         layer: nn.Module,
         device_ids: list[int] | None = None,
+        *,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -855,6 +893,37 @@ class _CaptumGradCAM(LayerAttribution, GradientAttribution):
         check_flags(**flags)
         warn_if_training(self.forward_func, self.layer)
         return _grad_ready(x)
+
+    def _reshaped_grad_cam(
+        self,
+        x: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        attribute_to_layer_input: bool,
+        relu_attributions: bool,
+    ) -> Tensor:
+        """Captum's ``LayerGradCam`` formula on the reshaped layer tensor ``(N, 1, D', H', W')``.
+
+        Captum's class has no reshape; this is its computation (mean gradient per channel,
+        weighted sum, ReLU) on ``reshape_transform`` of the activations and gradients.
+        """
+        scores, acts, grads = layer_gradients(
+            self.forward_func,
+            self.layer,
+            x,
+            target,
+            format_additional_args(additional_forward_args),
+            attribute_to_layer_input=attribute_to_layer_input,
+            device_ids=self.device_ids,
+            reshape_transform=self.reshape_transform,
+        )
+        if acts.dim() != 5:
+            raise ValueError(
+                f"reshape_transform gave {tuple(acts.shape)}; a volume CAM needs "
+                "(N, channels, D', H', W')"
+            )
+        cam = weighted_sum(gradcam_weights(acts, grads, scores), acts)
+        return F.relu(cam) if relu_attributions else cam
 
 
 @final
@@ -874,6 +943,13 @@ class GradCAM3D(_CaptumGradCAM):
     clear errors, a MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with its
     metadata, it works under ``torch.no_grad()`` and with frozen parameters, and it raises a
     clear error under ``torch.inference_mode()``. The map is not normalised.
+
+    Transformers: pass ``reshape_transform=`` to the constructor, a callable that turns the
+    layer's output (tokens ``(N, T, E)``, channel-last Swin maps) into ``(N, C, *grid)``;
+    ready-made ones for torchvision's and MONAI's ViTs, UNETR and SwinUNETR are in
+    :mod:`captum_medcam.reshapes`. The reshaped layer's Grad-CAM is Captum's formula
+    (mean gradient per channel) on the reshaped activations and gradients, as Captum's class
+    has no reshape; without one the result is Captum's, bit for bit.
 
     References:
         Selvaraju, Cogswell, Das, Vedantam, Parikh, Batra. "Grad-CAM: Visual Explanations
@@ -928,6 +1004,12 @@ class GradCAM3D(_CaptumGradCAM):
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
         )
+        if self.reshape_transform is not None:
+            cam = self._reshaped_grad_cam(
+                x, target, additional_forward_args, attribute_to_layer_input, relu_attributions
+            )
+            cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), "trilinear")
+            return wrap_meta(cam, inputs)
         with _captum_checked(
             self.forward_func, self.layer, target, x.shape[0], attribute_to_layer_input
         ) as forward:
@@ -983,13 +1065,15 @@ class GuidedGradCAM3D(_CaptumGradCAM):
         forward_func: nn.Module,
         layer: nn.Module,
         device_ids: list[int] | None = None,
+        *,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         if not isinstance(forward_func, nn.Module):
             raise TypeError(
                 "GuidedGradCAM3D needs the model as a torch.nn.Module (guided backprop acts on "
                 f"its ReLU modules), got {type(forward_func).__name__}"
             )
-        super().__init__(forward_func, layer, device_ids)
+        super().__init__(forward_func, layer, device_ids, reshape_transform=reshape_transform)
 
     @captum_attribute
     def attribute(
@@ -1020,6 +1104,20 @@ class GuidedGradCAM3D(_CaptumGradCAM):
         x = self._prepare(inputs, target, attribute_to_layer_input=attribute_to_layer_input)
         mode = interpolation_mode(3, interpolate_mode)
         model = cast(nn.Module, self.forward_func)  # checked in __init__
+        if self.reshape_transform is not None:
+            # Captum's GuidedGradCam, with its Grad-CAM taken on the reshaped layer tensor.
+            cam = self._reshaped_grad_cam(
+                x, target, additional_forward_args, attribute_to_layer_input, True
+            )
+            with warnings.catch_warnings():
+                warnings.filterwarnings(
+                    "ignore", message="Setting backward hooks on ReLU", category=UserWarning
+                )
+                guided_backprop = GuidedBackprop(model).attribute(
+                    x, target=target, additional_forward_args=additional_forward_args
+                )
+            cam = LayerAttribution.interpolate(cam, tuple(x.shape[2:]), mode)
+            return wrap_meta((guided_backprop * cam).detach(), inputs)
         with (
             _captum_checked(model, self.layer, target, x.shape[0], attribute_to_layer_input),
             warnings.catch_warnings(),

@@ -29,10 +29,11 @@ from captum_medcam.attr._checks import (
 )
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
+from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
-Score = Literal["probability", "logit"]
+Score = Literal["probability", "logit", "sigmoid"]
 NormalizeAt = Literal["input", "layer"]
 
 #: Masked copies of each example per forward pass. On a CPU larger batches gain little and
@@ -43,11 +44,16 @@ DEFAULT_PERTURBATIONS_PER_EVAL = 16
 def class_scores(
     output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score
 ) -> Tensor:
-    """One score per row: the target's logit, or its probability.
+    """One score per row: the target's logit, its probability, or its sigmoid.
 
     ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
-    score per example (a binary classifier with a single logit).
+    score per example (a binary classifier with a single logit). ``"sigmoid"`` is
+    ``sigmoid(logit)`` of the target label alone: the probability of one finding of a
+    multi-label head (one sigmoid per label, e.g. ChestMNIST's 14 findings), where a
+    softmax over all labels would be wrong.
     """
+    if score == "sigmoid":
+        return select_target(output, target, index).sigmoid()
     if score == "probability":
         output = (
             output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
@@ -63,10 +69,13 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         forward_func: Callable[..., Tensor],
         layer: nn.Module,
         device_ids: list[int] | None = None,
+        *,
+        reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
 
     @property
     def multiplies_by_inputs(self) -> bool:
@@ -95,7 +104,7 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
         check_target_type(target)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        check_choice(score, "score", ("probability", "logit"))
+        check_choice(score, "score", ("probability", "logit", "sigmoid"))
         check_choice(normalize_at, "normalize_at", ("input", "layer"))
         check_flags(
             channel_softmax=channel_softmax,
@@ -121,11 +130,13 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
                 attribute_to_layer_input=attribute_to_layer_input,
                 device_ids=self.device_ids,
             )
+            acts = apply_reshape(self.reshape_transform, acts, n)
             if acts.dim() != x.dim():
                 raise ValueError(
                     f"the layer's activations have shape {tuple(acts.shape)} but Score-CAM needs "
                     f"(N, channels, *spatial) with the {n_spatial} spatial dims of the inputs "
-                    f"{tuple(x.shape)}; choose a convolutional layer"
+                    f"{tuple(x.shape)}; choose a convolutional layer, or pass reshape_transform= "
+                    "(captum_medcam.reshapes) for a transformer's tokens"
                 )
             acts = acts.to(x.dtype)
             targets = per_sample_target(target, n, output)
@@ -262,6 +273,11 @@ class ScoreCAM(_ScoreCAM):
     The result is not normalised (normalising is a display step). ``relu_attributions`` is
     True by default, unlike Captum's ``LayerGradCam``, because the official code applies
     the ReLU.
+
+    Transformers: pass ``reshape_transform=`` to the constructor, a callable that turns the
+    layer's output (tokens ``(N, T, E)``, channel-last Swin maps) into ``(N, C, *grid)``;
+    ready-made ones for torchvision's and MONAI's ViTs, UNETR and SwinUNETR are in
+    :mod:`captum_medcam.reshapes`.
 """
         + _DOC_VARIANTS
         + r"""
@@ -311,7 +327,9 @@ class ScoreCAM(_ScoreCAM):
             additional_forward_args: further arguments of the model, as in Captum; tensors
                 whose first dim is ``N`` are indexed with their example.
             score: ``"probability"`` (softmax of the target class; sigmoid for a single
-                output) or ``"logit"``.
+                output), ``"logit"``, or ``"sigmoid"`` (the sigmoid of the target label's
+                logit alone: use it for multi-label heads with one sigmoid per finding, such
+                as ChestMNIST; ``target`` names the label).
             baselines: None (no baseline, the official code), or a number or tensor
                 broadcastable to ``inputs`` whose score is subtracted from every weight
                 (the paper uses 0, a black image).

@@ -48,7 +48,9 @@ _DOC_DEFINITION = """
     The AUC is the trapezoid rule, ``(sum - first / 2 - last / 2) / n_steps``.
 
     ``score`` is what the curve plots: ``"probability"`` (softmax of the target class, or
-    the sigmoid of a single-logit model; RISE's choice), ``"logit"``, or ``"correct"``
+    the sigmoid of a single-logit model; RISE's choice), ``"logit"``, ``"sigmoid"`` (the
+    sigmoid of the target label's logit alone, for multi-label heads with one sigmoid per
+    finding such as ChestMNIST; ``target`` names the label), or ``"correct"``
     (1 where the argmax equals the target, else 0). The 3D Score-CAM study on OrganMNIST3D
     reported ``"correct"`` with ``n_steps=129`` (130 points, every AUC of the form
     ``(k - 1/2) / 129``).
@@ -76,7 +78,8 @@ _DOC_ARGS = """
         additional_forward_args: further model arguments, as in Captum; tensors whose first
             dim is ``N`` follow their example.
         n_steps: number of steps; the curve has ``n_steps + 1`` points.
-        score: ``"probability"``, ``"logit"`` or ``"correct"``.
+        score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
+            ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
             bounds memory; the number of steps does not.
         show_progress: a progress bar over the forward passes.

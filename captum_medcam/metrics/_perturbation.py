@@ -53,8 +53,8 @@ __all__ = [
     "voxel_order",
 ]
 
-MetricScore = Literal["probability", "logit", "correct"]
-_SCORES = ("probability", "logit", "correct")
+MetricScore = Literal["probability", "logit", "sigmoid", "correct"]
+_SCORES = ("probability", "logit", "sigmoid", "correct")
 
 #: Perturbed inputs per forward pass. Raise it on a GPU until memory is the limit.
 DEFAULT_MAX_EXAMPLES_PER_BATCH = 32
@@ -230,7 +230,7 @@ def run_curves(
         full: a threshold at or above which every unit of every example is perturbed.
         substrates: tensors shaped like ``x``.
         specs: the curves.
-        score: ``"probability"``, ``"logit"`` or ``"correct"``.
+        score: ``"probability"``, ``"logit"``, ``"sigmoid"`` or ``"correct"``.
         max_examples_per_batch: inputs per forward (None: all in one).
         show_progress: a progress bar over the forwards.
 
@@ -447,6 +447,6 @@ def _score(
     if score == "correct":
         assert isinstance(targets, Tensor)  # guaranteed by _resolve_target
         return (output.argmax(1) == targets.index_select(0, index)).to(dtype)
-    return class_scores(output, targets, index, cast(Literal["probability", "logit"], score)).to(
-        dtype
-    )
+    return class_scores(
+        output, targets, index, cast(Literal["probability", "logit", "sigmoid"], score)
+    ).to(dtype)

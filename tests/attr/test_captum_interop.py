@@ -28,7 +28,7 @@ LAYER_CLASSES = [
     "CRM",
     "CRM3D",
 ]
-ALL_CLASSES = [*LAYER_CLASSES, "CNNFixations"]
+ALL_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
 
 
 def tiny_net() -> nn.Sequential:
@@ -51,6 +51,8 @@ def tiny_net() -> nn.Sequential:
 
 def make(name: str, net: nn.Sequential):
     cls = getattr(captum_medcam, name)
+    if name == "EnsembleAttribution":  # two members on the same network
+        return cls([captum_medcam.ScoreCAM(net, net[4]), captum_medcam.LayerCAM(net, net[4])])
     return cls(net) if name == "CNNFixations" else cls(net, net[4])
 
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from captum_medcam import CNNFixations
 from captum_medcam.attr._fixations import _remove_outliers, fixation_density
-from tests.conftest import CONV, GAP, MAXPOOL, assert_unchanged, hook_count, model_state
+from tests.conftest import CONV, GAP, MAXPOOL, assert_unchanged, model_state
 
 AVGPOOL = {1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}
 
@@ -133,15 +133,6 @@ def test_grouped_conv_picks_within_the_group(dims):
     assert CNNFixations(model).fixations(x, target=0)[0].tolist() == [[1] * dims]
 
 
-class Residual(nn.Module):
-    def __init__(self, dims: int) -> None:
-        super().__init__()
-        self.conv = CONV[dims](2, 2, 3, padding=1)
-
-    def forward(self, x):
-        return x + self.conv(x)
-
-
 class ViewHead(nn.Module):
     def __init__(self, dims: int) -> None:
         super().__init__()
@@ -153,42 +144,198 @@ class ViewHead(nn.Module):
         return self.fc(self.pool(self.conv(x)).view(x.shape[0], -1))
 
 
+class DataDependent(nn.Module):
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.head = nn.Sequential(GAP[dims](1), nn.Flatten(), nn.Linear(1, 2))
+
+    def forward(self, x):
+        if x.sum() > 0:  # control flow on a tensor value: torch.fx cannot trace it
+            x = -x
+        return self.head(x)
+
+
 def test_untraceable_models_raise_naming_the_module(dims):
     x = torch.randn(1, 1, *[8] * dims, dtype=torch.float64)
-    residual = nn.Sequential(
-        CONV[dims](1, 2, 3, padding=1), Residual(dims), GAP[dims](1), nn.Flatten(), nn.Linear(2, 2)
+    upsample = nn.Sequential(
+        CONV[dims](1, 2, 3, padding=1),
+        nn.Upsample(scale_factor=2),
+        GAP[dims](1),
+        nn.Flatten(),
+        nn.Linear(2, 2),
     )
-    residual = residual.double().eval()
     cases = [
-        (residual, r"Residual \(1\)"),
-        (ViewHead(dims).double().eval(), r"Linear \(fc\)"),
-        (
-            nn.Sequential(
-                CONV[dims](1, 2, 3, padding=1),
-                nn.Upsample(scale_factor=2),
-                GAP[dims](1),
-                nn.Flatten(),
-                nn.Linear(2, 2),
-            )
-            .double()
-            .eval(),
-            r"Upsample \(1\)",
-        ),
+        (upsample.double().eval(), r"Upsample \(1\)"),
+        (DataDependent(dims).double().eval(), r"torch\.fx.*DataDependent"),
     ]
     for model, name in cases:
         before = model_state(model)
         with pytest.raises(NotImplementedError, match=name):
             CNNFixations(model).fixations(x, target=0)
         assert_unchanged(model, before)
+    with pytest.raises(ValueError, match="sum_rule"):
+        CNNFixations(upsample).fixations(x, target=0, sum_rule="max")
 
 
-def test_monai_resnet_is_refused_with_the_block_named():
-    from monai.networks.nets import resnet10
+def test_view_in_forward_is_a_reshape(dims):
+    model = ViewHead(dims).double().eval()
+    with torch.no_grad():
+        model.conv.weight.zero_()
+        model.conv.weight[(slice(None), 0, *[1] * dims)] = 1.0
+        model.fc.weight.fill_(1.0)
+    where = tuple([2, 5, 3][:dims])
+    x = strong_voxel_inputs(dims, [where], size=8)
+    assert CNNFixations(model).fixations(x, target=0)[0].tolist() == [list(where)]
 
-    net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25).eval()
-    with pytest.raises(NotImplementedError, match=r"ResNetBlock \(layer1\.0\)"):
-        CNNFixations(net).attribute(torch.randn(1, 1, 16, 16, 16), target=0)
-    assert hook_count(net) == 0
+
+# --------------------------------------------------------------------------------------
+# Residual sums and dense concatenations
+# --------------------------------------------------------------------------------------
+
+
+def selector(dims: int, cin: int, pick: int) -> nn.Module:
+    """A 1x1 convolution that copies input channel ``pick``."""
+    conv = CONV[dims](cin, 1, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[(0, pick, *[0] * dims)] = 1.0
+    return conv
+
+
+class TwoBranches(nn.Module):
+    """``out = a + b``: ``a`` is input channel 0, ``b`` a 3-wide max pool of channel 1. The
+    branches map a point of the sum to different input voxels when channel 1's strong voxel
+    is next to channel 0's."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.a = selector(dims, 2, 0)
+        self.b = nn.Sequential(selector(dims, 2, 1), MAXPOOL[dims](3, stride=1, padding=1))
+        self.head = nn.Sequential(
+            {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d}[dims](1),
+            nn.Flatten(),
+            positive_linear(1, 2),
+        )
+
+    def forward(self, x):
+        return self.head(self.a(x) + self.b(x))
+
+
+@pytest.mark.parametrize("skip, branch", [(10.0, 4.0), (10.0, 20.0)])
+def test_residual_sum_follows_the_larger_branch_or_both(dims, skip, branch):
+    model = TwoBranches(dims).double().eval()
+    p = tuple([4] * dims)
+    q = tuple([5] + [4] * (dims - 1))  # next to p
+    x = 0.01 * torch.rand(1, 2, *[10] * dims, dtype=torch.float64)
+    x[(0, 0, *p)] = skip
+    x[(0, 1, *q)] = branch
+    fix = CNNFixations(model)
+    # the sum peaks at p (skip + branch there); the larger addend decides the branch
+    larger = fix.fixations(x, target=0, outlier_radius=None)[0].tolist()
+    assert larger == [list(p) if skip > branch else list(q)]
+    both = fix.fixations(x, target=0, outlier_radius=None, sum_rule="both")[0].tolist()
+    assert both == sorted([list(p), list(q)])
+
+
+class BasicBlock(nn.Module):
+    """A ResNet basic block: ``relu(bn(conv(relu(bn(conv(x))))) + x)``."""
+
+    def __init__(self, dims: int, channels: int) -> None:
+        super().__init__()
+        bn = getattr(nn, f"BatchNorm{dims}d")
+        self.conv1 = peaked_conv(dims, channels, channels, padding=1)
+        self.bn1 = bn(channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = peaked_conv(dims, channels, channels, padding=1)
+        self.bn2 = bn(channels)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x  # in place, as torchvision's and MONAI's blocks do
+        return self.relu(out)
+
+
+def residual_net(dims: int) -> nn.Sequential:
+    return (
+        nn.Sequential(
+            peaked_conv(dims, 1, 2, padding=1),
+            nn.ReLU(),
+            BasicBlock(dims, 2),
+            MAXPOOL[dims](2),
+            BasicBlock(dims, 2),
+            GAP[dims](1),
+            nn.Flatten(),
+            positive_linear(2, 2),
+        )
+        .double()
+        .eval()
+    )
+
+
+@pytest.mark.parametrize("sum_rule", ["larger", "both"])
+def test_residual_network_fixation_is_the_strong_voxel(dims, sum_rule):
+    model = residual_net(dims)
+    where = [tuple([4] * dims), tuple([8, 2, 6][:dims])]  # even: recovered through the pool
+    x = strong_voxel_inputs(dims, where)
+    before = model_state(model)
+    fix = CNNFixations(model)
+    for target in (0, 1):
+        points = fix.fixations(x, target=target, sum_rule=sum_rule)
+        assert [p.tolist() for p in points] == [[list(q)] for q in where]
+    assert_unchanged(model, before)
+
+
+class DenseLayer(nn.Module):
+    """``cat([x, conv(x)], 1)`` as DenseNet's dense layers."""
+
+    def __init__(self, dims: int) -> None:
+        super().__init__()
+        self.conv = selector(dims, 2, 1)
+
+    def forward(self, x):
+        return torch.cat([x, self.conv(x)], 1)
+
+
+def test_concatenation_sends_each_channel_to_its_input(dims):
+    fc = nn.Linear(3, 2)
+    with torch.no_grad():
+        fc.weight.copy_(torch.tensor([[1.0, -1.0, -1.0], [-1.0, -1.0, 1.0]]))
+    model = nn.Sequential(DenseLayer(dims), GAP[dims](1), nn.Flatten(), fc).double().eval()
+    p, q = tuple([1] * dims), tuple([6, 3, 5][:dims])
+    x = 0.01 * torch.rand(1, 2, *[8] * dims, dtype=torch.float64)
+    x[(0, 0, *p)] = 5.0
+    x[(0, 1, *q)] = 5.0
+    fix = CNNFixations(model)
+    assert fix.fixations(x, target=0)[0].tolist() == [list(p)]  # channel 0: x itself
+    assert fix.fixations(x, target=1)[0].tolist() == [list(q)]  # channel 2: the new features
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["resnet18", "densenet121"])
+def test_monai_resnet18_and_densenet121_3d(name):
+    from monai.networks.nets import DenseNet121, resnet18
+
+    torch.manual_seed(0)
+    if name == "resnet18":
+        net = resnet18(spatial_dims=3, n_input_channels=1, num_classes=2, widen_factor=0.25)
+        net = net.eval()
+        size = 16
+    else:  # four poolings and transitions need 32 voxels
+        net = DenseNet121(spatial_dims=3, in_channels=1, out_channels=2).eval()
+        size = 32
+    x = torch.rand(2, 1, size, size, size)
+    before = model_state(net)
+    fix = CNNFixations(net)
+    larger = fix.fixations(x, target=[0, 1], outlier_radius=None)
+    both = fix.fixations(x, target=[0, 1], outlier_radius=None, sum_rule="both")
+    for small, big in zip(larger, both, strict=True):
+        assert small.shape[0] > 0 and small.shape[1] == 3
+        assert bool((small >= 0).all()) and bool((small < size).all())
+        assert set(map(tuple, small.tolist())) <= set(map(tuple, big.tolist()))
+    one = fix.fixations(x[1:], target=1, outlier_radius=None)
+    assert torch.equal(one[0], larger[1])
+    assert_unchanged(net, before)
 
 
 def test_density_map_is_blurred_points():

@@ -341,7 +341,7 @@ def test_errors() -> None:
     with pytest.raises(TypeError, match="n_steps"):
         insertion_auc(model, x, x, n_steps=2.5)  # type: ignore[arg-type]
     with pytest.raises(
-        ValueError, match="score must be 'probability', 'logit' or 'correct', got 'prob'"
+        ValueError, match="score must be 'probability', 'logit', 'sigmoid' or 'correct', got 'prob'"
     ):
         deletion_auc(model, x, x, score="prob")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_examples_per_batch must be >= 1"):
