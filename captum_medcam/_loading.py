@@ -307,6 +307,18 @@ class TableDataset(Dataset[dict[str, Any]]):
         p = Path(self.rows[index][column].strip())
         return p if p.is_absolute() else self.folder / p
 
+    def space(self, index: int) -> tuple[np.ndarray | None, tuple[int, ...]]:
+        """``(affine, spatial shape)`` of sample ``index``'s image as stored, read from the
+        NIfTI header only; ``(None, ())`` for other file types."""
+        path = self.path(index)
+        if _suffix(path) not in _NIFTI:
+            return None, ()
+        import nibabel as nib
+
+        header: Any = nib.load(path)
+        shape = tuple(int(s) for s in header.shape)
+        return np.asarray(header.affine, dtype=np.float64), shape[:3] if len(shape) >= 3 else shape
+
     def volume(self, index: int) -> Volume:
         """Sample ``index``'s image as stored (before resizing), with its affine."""
         return load_volume(self.path(index), self.spatial_dims)

@@ -164,6 +164,27 @@ def _crm(
     return CRM(model, layer, fc_layer=fc_layer), {"perturbations_per_eval": perturbations_per_eval}
 
 
+class _GradientInputs:
+    """A Captum input-gradient method, called on a copy of the inputs that requires grad.
+
+    Captum's ``Saliency``/``GuidedBackprop`` otherwise set ``requires_grad`` on the caller's
+    tensor and warn; GuidedBackprop's note that it hooks the ReLUs for one call is expected
+    here, so it is not repeated for every batch.
+    """
+
+    def __init__(self, method: Any) -> None:
+        self.method = method
+
+    def attribute(self, inputs: Tensor, target: Any = None, **kwargs: Any) -> Tensor:
+        import warnings
+
+        x = inputs.detach().clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            out = self.method.attribute(x, target=target, **kwargs)
+        return out.detach()
+
+
 def _captum(cls_name: str, **options: Any) -> Callable[..., tuple[Any, dict[str, Any]]]:
     def build(model: nn.Module, layer: Any = None, **kw: Any) -> tuple[Any, dict[str, Any]]:
         import captum.attr
@@ -171,7 +192,7 @@ def _captum(cls_name: str, **options: Any) -> Callable[..., tuple[Any, dict[str,
         kwargs = dict(options)
         if cls_name == "IntegratedGradients":
             kwargs["internal_batch_size"] = kw["perturbations_per_eval"]
-        return getattr(captum.attr, cls_name)(model), kwargs
+        return _GradientInputs(getattr(captum.attr, cls_name)(model)), kwargs
 
     return build
 
