@@ -12,6 +12,7 @@ import importlib
 import json
 import os
 import pickle
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +146,11 @@ def load_weights(model: nn.Module, path: str | os.PathLike[str]) -> None:
     if not path.is_file():
         raise ValueError(f"--weights file {os.fspath(path)!r} does not exist")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            # torch notes files written with another pickle protocol; they load (or are
+            # refused below) all the same
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise ValueError(
             f"refusing to load --weights {os.fspath(path)!r}: it needs arbitrary Python objects "

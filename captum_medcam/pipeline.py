@@ -95,16 +95,24 @@ class RandomMap:
         return torch.stack(maps).to(inputs.device)
 
 
-def _seeded_normal(std: float, seed: int) -> Callable[[Tensor], Tensor]:
-    """Normal noise ``N(0, std^2)`` per example, seeded like :class:`RandomMap` (by content)."""
+def _seeded_noise(std: float | None, seed: int) -> Callable[[Tensor], Tensor]:
+    """Per-example noise seeded like :class:`RandomMap` (by the example's content), so AOPC
+    repeats exactly whatever the batch, order or number of processes: normal ``N(0, std^2)``,
+    or, with ``std=None``, uniform over each example's range (the metric's default)."""
 
     def noise(inputs: Tensor) -> Tensor:
         out = []
         for x in inputs.detach():
             checksum = zlib.crc32(x.cpu().contiguous().numpy().tobytes())
             g = torch.Generator().manual_seed((seed * 1_000_003 + checksum) % 2**63)
-            out.append(torch.randn(x.shape, generator=g, dtype=inputs.dtype))
-        return torch.stack(out).to(inputs.device) * std
+            if std is None:
+                u = torch.rand(x.shape, generator=g, dtype=inputs.dtype).to(inputs.device)
+                out.append(x.amin() + (x.amax() - x.amin()) * u)
+            else:
+                out.append(
+                    std * torch.randn(x.shape, generator=g, dtype=inputs.dtype).to(inputs.device)
+                )
+        return torch.stack(out)
 
     return noise
 
@@ -304,8 +312,9 @@ class EvaluationConfig:
             ``aopc_region_size``.
         aopc_region_size: AOPC patch edge in voxels (default: the metric's, 9).
         aopc_regions: how many regions AOPC perturbs (default all).
-        aopc_noise_std: perturb AOPC regions with normal noise of this std (seeded per
-            example); None uses the metric's default, uniform noise.
+        aopc_noise_std: perturb AOPC regions with normal noise of this std; None: uniform
+            noise over each example's range (the metric's default). Either is seeded by
+            ``seed`` and the example's content, so runs repeat exactly.
         target: ``"pred"`` (the predicted class) or ``"label"``.
         correct_only: explain only correctly classified samples.
         batch_size: samples per batch.
@@ -437,8 +446,7 @@ def build_metrics(config: EvaluationConfig) -> dict[str, Metric]:
                 options["region_size"] = config.aopc_region_size
             if config.aopc_regions is not None:
                 options["n_regions"] = config.aopc_regions
-            if config.aopc_noise_std is not None:
-                options["baselines"] = _seeded_normal(config.aopc_noise_std, config.seed)
+            options["baselines"] = _seeded_noise(config.aopc_noise_std, config.seed)
             out[column] = _CurveMetric("aopc", options, config.aopc_grid)
         elif name == "pointing_game":
             out[column] = localization_metric(

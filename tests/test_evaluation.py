@@ -125,14 +125,21 @@ def test_errors(toy_metrics):
 def test_two_processes_gloo_equal_one_process(tmp_path):
     """torchrun --nproc_per_node=2 with gloo on the CPU: 7 samples split 4 + 3 (no padding
     duplicate), gathered on both ranks, equal to the single-process result."""
-    spec = importlib.util.spec_from_file_location(
-        "_distributed_eval", TESTS / "_distributed_eval.py"
-    )
-    worker = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(worker)
+    worker = _worker()
     model, cam, data, metrics = worker.setup()
     single = evaluate_dataset(model, cam, data, metrics, batch_size=2, show_progress=False)
 
+    proc, wall = _torchrun(tmp_path)
+    for rank in (0, 1):
+        got = torch.load(tmp_path / f"rank{rank}.pt")
+        assert got["targets"].tolist() == single.targets.tolist()
+        for name in metrics:
+            assert got["values"][name].shape == (worker.N_SAMPLES,)
+            torch.testing.assert_close(got["values"][name], single.values[name])
+        print(f"rank {rank}: {got['seconds']:.2f} s inside the worker; torchrun wall {wall:.2f} s")
+
+
+def _torchrun(tmp_path, *extra):
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(TESTS.parent), str(TESTS)]),
@@ -148,18 +155,49 @@ def test_two_processes_gloo_equal_one_process(tmp_path):
             "--nproc_per_node=2",
             str(TESTS / "_distributed_eval.py"),
             str(tmp_path),
+            *extra,
         ],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
     )
-    wall = time.perf_counter() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc, time.perf_counter() - start
+
+
+def _worker():
+    spec = importlib.util.spec_from_file_location(
+        "_distributed_eval", TESTS / "_distributed_eval.py"
+    )
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)
+    return worker
+
+
+def test_two_processes_pipeline_equal_one_process(tmp_path):
+    """The pipeline of `captum-medcam evaluate` (Score-CAM, Grad-CAM, the random map; curves,
+    AOPC with seeded noise, masks) under torchrun with gloo: the same rows and curves on both
+    ranks as one process."""
+    from captum_medcam.pipeline import compare_methods
+
+    model, data, config = _worker().setup_pipeline()
+    single = compare_methods(model, data, config, show_progress=False)
+    _torchrun(tmp_path, "pipeline")
+    expected = single.rows()
+    assert len(expected) == 3 * len(data)
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt")
-        assert got["targets"].tolist() == single.targets.tolist()
-        for name in metrics:
-            assert got["values"][name].shape == (worker.N_SAMPLES,)
-            torch.testing.assert_close(got["values"][name], single.values[name])
-        print(f"rank {rank}: {got['seconds']:.2f} s inside the worker; torchrun wall {wall:.2f} s")
+        assert [r["index"] for r in got["rows"]] == [r["index"] for r in expected]
+        for a, b in zip(got["rows"], expected, strict=True):
+            assert a.keys() == b.keys()
+            for key in a:
+                if isinstance(a[key], float):
+                    assert a[key] == pytest.approx(b[key], nan_ok=True, rel=1e-9, abs=1e-12), key
+                else:
+                    assert a[key] == b[key], key
+        for method, by_metric in single.curves.items():
+            for column, curves in by_metric.items():
+                assert sorted(got["curves"][method][column]) == sorted(curves)
+                for index, curve in curves.items():
+                    torch.testing.assert_close(got["curves"][method][column][index], curve)
