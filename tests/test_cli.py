@@ -370,7 +370,7 @@ def test_preset_run_on_medmnist_files(tmp_path, monkeypatch, capsys):
     --size 28 and a narrower network, for speed): every AUC is (k - 1/2) / 129 or 0 or 1, as
     the 0/1-correctness score over 130 points gives."""
     write_medmnist(tmp_path, "organmnist3d", (28, 28, 28), monkeypatch)
-    net, weights = save_weights(tmp_path, NET_3D % 11)
+    _, weights = save_weights(tmp_path, NET_3D % 11)
     out = tmp_path / "out"
     run(
         [
@@ -480,7 +480,7 @@ def test_weights_loading_and_unsafe_checkpoint_refused(tmp_path):
     marker = tmp_path / "executed"
     with open(tmp_path / "evil.pt", "wb") as f:
         pickle.dump({"weight": _Exploit(marker)}, f)
-    with pytest.raises(ValueError, match="refusing to load --weights .*could run code"):
+    with pytest.raises(ValueError, match=r"refusing to load --weights .*could run code"):
         load_weights(net, tmp_path / "evil.pt")
     assert not marker.exists()
     torch.save(net, tmp_path / "whole_model.pt")  # a whole pickled model is refused too
@@ -504,7 +504,7 @@ def test_network_specs(tmp_path):
         load_network('{"spatial_dims": 3}')
     with pytest.raises(ValueError, match="cannot import module"):
         load_network("no_such_module_xyz:net")
-    with pytest.raises(TypeError, match="expected a torch.nn.Module"):
+    with pytest.raises(TypeError, match=r"expected a torch\.nn\.Module"):
         load_network("builtins:dict")
 
 

@@ -129,7 +129,7 @@ def test_two_processes_gloo_equal_one_process(tmp_path):
     model, cam, data, metrics = worker.setup()
     single = evaluate_dataset(model, cam, data, metrics, batch_size=2, show_progress=False)
 
-    proc, wall = _torchrun(tmp_path)
+    _, wall = _torchrun(tmp_path)
     for rank in (0, 1):
         got = torch.load(tmp_path / f"rank{rank}.pt")
         assert got["targets"].tolist() == single.targets.tolist()
