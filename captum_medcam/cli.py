@@ -127,7 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="train a small 3D network on brain volumes with lesions and compare six methods "
         "(no download, CPU)",
         description="The whole story without a download: brain volumes (nilearn's MNI152 "
-        "template) with tumours and infarcts and their true masks, a small MONAI 3D ResNet "
+        "template) with tumours and infarcts and their true masks, a small 3D CNN of MONAI blocks "
         "trained on the CPU, Score-CAM, Grad-CAM, Grad-CAM++, CRM, Integrated Gradients and a "
         "random map scored with DAUC, IAUC, AOPC and the localization metrics, by the same "
         "pipeline as `captum-medcam evaluate`; writes results.csv, summary.json, NIfTI maps "
