@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor, nn
@@ -56,6 +56,7 @@ __all__ = [
     "PRESETS",
     "Comparison",
     "EvaluationConfig",
+    "KeptExample",
     "RandomMap",
     "build_method",
     "build_metrics",
@@ -518,14 +519,14 @@ class Comparison:
         results: method -> :class:`~captum_medcam.evaluation.EvaluationResult`.
         curves: method -> metric column -> ``{sample index: curve scores (L,)}`` for the
             deletion, insertion and AOPC curves (every sample, gathered on every rank).
-        examples: method -> ``{sample index: {"image", "map", "mask"}}`` (CPU tensors)
+        examples: method -> ``{sample index: KeptExample}`` (CPU tensors)
             for the first ``config.examples`` samples this process evaluated.
         config: the settings.
     """
 
     results: dict[str, EvaluationResult]
     curves: dict[str, dict[str, dict[int, Tensor]]]
-    examples: dict[str, dict[int, dict[str, Tensor | None]]]
+    examples: dict[str, dict[int, KeptExample]]
     config: EvaluationConfig
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -554,6 +555,14 @@ class Comparison:
         return out
 
 
+class KeptExample(NamedTuple):
+    """A sample kept for the report: ``image (C, *S)``, ``map (1, *S)``, ``mask (1, *S)``."""
+
+    image: Tensor
+    map: Tensor
+    mask: Tensor | None
+
+
 class _Collector:
     """``on_batch`` of one method's pass: keeps the curves and the first examples."""
 
@@ -569,7 +578,7 @@ class _Collector:
         self.curve_columns = [c for c, m in metric_fns.items() if isinstance(m, _CurveMetric)]
         self.curves: dict[str, list[Tensor]] = {c: [] for c in self.curve_columns}
         self.indices: list[Tensor] = []
-        self.kept: dict[int, dict[str, Tensor | None]] = {}
+        self.kept: dict[int, KeptExample] = {}
 
     def __call__(self, batch: EvaluatedBatch) -> None:
         self.indices.append(batch.indices.cpu())
@@ -579,11 +588,11 @@ class _Collector:
             self.curves[column].append(metric.last.cpu())
         for i, index in enumerate(batch.indices.tolist()):
             if len(self.kept) < self.n_examples:
-                self.kept[index] = {
-                    "image": batch.inputs[i].detach().cpu(),
-                    "map": batch.maps[i].detach().sum(0, keepdim=True).cpu(),
-                    "mask": batch.masks[i].cpu() if batch.masks is not None else None,
-                }
+                self.kept[index] = KeptExample(
+                    image=batch.inputs[i].detach().cpu(),
+                    map=batch.maps[i].detach().sum(0, keepdim=True).cpu(),
+                    mask=batch.masks[i].cpu() if batch.masks is not None else None,
+                )
         if self.on_batch is not None:
             self.on_batch(self.method, batch)
 
@@ -645,7 +654,7 @@ def compare_methods(
     world_size = _world()[1]
     results: dict[str, EvaluationResult] = {}
     curves: dict[str, dict[str, dict[int, Tensor]]] = {}
-    examples: dict[str, dict[int, dict[str, Tensor | None]]] = {}
+    examples: dict[str, dict[int, KeptExample]] = {}
     seconds: dict[str, float] = {}
     for method in config.methods:
         attribution, kwargs = build_method(method, model, config, dims)
@@ -672,7 +681,7 @@ def compare_methods(
 
 
 def _report_examples(comparison: Comparison, class_names: Sequence[str] | None) -> list[Any]:
-    from captum_medcam.visualization import ReportExample  # type: ignore[attr-defined]
+    from captum_medcam.visualization import ReportExample
 
     first = next(iter(comparison.results))
     indices = list(comparison.examples[first])
@@ -690,16 +699,12 @@ def _report_examples(comparison: Comparison, class_names: Sequence[str] | None) 
             }
             if entry:
                 curves[method] = entry
-        mask = sample["mask"]
+        mask = sample.mask
         out.append(
             ReportExample(
                 index=index,
-                image=sample["image"],
-                maps={
-                    m: ex[index]["map"]
-                    for m, ex in comparison.examples.items()
-                    if index in ex and ex[index]["map"] is not None
-                },
+                image=sample.image,
+                maps={m: ex[index].map for m, ex in comparison.examples.items() if index in ex},
                 target=int(row["target"]),
                 label=row["label"],
                 prediction=row["prediction"],
@@ -754,17 +759,16 @@ def write_outputs(
     config = {**asdict(comparison.config), **dict(run_config or {})}
     config["seconds_per_method"] = {m: round(s, 2) for m, s in comparison.seconds.items()}
     if report:
-        import captum_medcam.visualization as vis
+        from captum_medcam.visualization import write_report
 
-        if hasattr(vis, "write_report"):
-            paths["report"] = vis.write_report(
-                out,
-                results=comparison.rows(),
-                summary=_json_safe(summary),
-                examples=_report_examples(comparison, class_names),
-                title=title,
-                config=_json_safe(config),
-            )
+        paths["report"] = write_report(
+            out,
+            results=comparison.rows(),
+            summary=summary,
+            examples=_report_examples(comparison, class_names),
+            title=title,
+            config=config,
+        )
     return paths
 
 

@@ -48,6 +48,13 @@ def test_demo_quick_runs_the_evaluate_pipeline(tmp_path, capsys):
     for method in METHODS:
         assert summary[method]["deletion_auc"]["n"] == 3
         assert summary[method]["pointing_game"]["n"] == 2  # the healthy volume has no mask
+    # the report (issue12-report's write_report) with every number of summary.json
+    assert (tmp_path / "report.html").stat().st_size > 10_000
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert "summary" in report
+    assert report["summary"]["gradcam"]["deletion_auc"]["mean"] == pytest.approx(
+        summary["gradcam"]["deletion_auc"]["mean"]
+    )
     # the maps are NIfTI in each volume's space
     with open(tmp_path / "data" / "table.csv", newline="") as f:
         table = list(csv.DictReader(f))
