@@ -58,7 +58,9 @@ def organs(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
             (d < r) & (dx > 0),  # half sphere
         ]
         body = ((z / 0.9) ** 2 + (y / 0.8) ** 2 + (x / 0.85) ** 2 < 1).float()
-        volume = 0.25 * body + 0.6 * shapes[label].float() + 0.08 * torch.randn(64, 64, 64, generator=g)
+        volume = (
+            0.25 * body + 0.6 * shapes[label].float() + 0.08 * torch.randn(64, 64, 64, generator=g)
+        )
         images[i] = (volume.clamp(0, 1) * 255).to(torch.uint8).numpy()
         labels[i, 0] = label
     return images, labels
