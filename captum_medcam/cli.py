@@ -159,7 +159,11 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     data = evaluate.add_argument_group("data (one of --medmnist or --data)")
     data.add_argument("--medmnist", metavar="FLAG", help="a MedMNIST data set, e.g. organmnist3d")
-    data.add_argument("--size", type=int, help="MedMNIST size: 28 or 64 (3D); up to 224 (2D)")
+    data.add_argument(
+        "--size",
+        type=int,
+        help="MedMNIST size (default 28): 28 or 64 (3D); 28, 64, 128 or 224 (2D)",
+    )
     data.add_argument(
         "--root",
         help="folder of the MedMNIST .npz files (default ~/.medmnist); a missing file is "
@@ -175,12 +179,20 @@ def _build_parser() -> argparse.ArgumentParser:
     data.add_argument("--limit", type=int, help="evaluate only the first N samples")
     _add_model_args(evaluate, required=False)
     options = evaluate.add_argument_group("methods and metrics")
-    options.add_argument("--methods", type=_csv_list, help="comma-separated, e.g. scorecam,gradcam")
     options.add_argument(
-        "--metrics", type=_csv_list, help="comma-separated, e.g. deletion,insertion"
+        "--methods",
+        type=_csv_list,
+        help="comma-separated (default gradcam,random), e.g. scorecam,gradcam,crm,random",
     )
     options.add_argument(
-        "--score", choices=("probability", "logit", "correct"), help="score of the curves"
+        "--metrics",
+        type=_csv_list,
+        help="comma-separated (default deletion,insertion,aopc), e.g. deletion,iou",
+    )
+    options.add_argument(
+        "--score",
+        choices=("probability", "logit", "correct"),
+        help="score of the curves (default probability; correct: 0/1 argmax)",
     )
     options.add_argument("--n-steps", type=int, help="deletion/insertion steps (default 100)")
     options.add_argument("--aopc-grid", type=int, help="AOPC regions per spatial dim (9: 9x9)")
