@@ -25,6 +25,7 @@ from captum_medcam.attr import (
     XGradCAM,
     XGradCAM3D,
 )
+from captum_medcam.data import MedMNIST3D
 from captum_medcam.evaluation import EvaluationResult, evaluate_dataset, run_distributed
 
 try:
@@ -45,6 +46,7 @@ __all__ = [
     "HiResCAM3D",
     "LayerCAM",
     "LayerCAM3D",
+    "MedMNIST3D",
     "ScoreCAM",
     "ScoreCAM3D",
     "XGradCAM",

@@ -30,8 +30,19 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from captum_medcam._targets import class_indices
 from captum_medcam.attr._cam import resize
-from captum_medcam.attr._checks import unwrap_meta, wrap_meta
+from captum_medcam.attr._checks import (
+    DEFAULT_SEED,
+    check_choice,
+    check_flags,
+    check_forward_and_layer,
+    check_int,
+    check_positive_int,
+    check_target_type,
+    unwrap_meta,
+    wrap_meta,
+)
 
 __all__ = [
     "EvaluatedBatch",
@@ -451,25 +462,57 @@ def _take(target: Any, keep: Tensor, n: int) -> Any:
 
 
 def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any:
-    """Resolve ``target`` ("pred", "label", or a Captum target) for a batch of ``n``."""
+    """Resolve ``target`` ("pred", "label", or a Captum target) for a batch of ``n``.
+
+    Predictions and labels may be in any form :func:`captum_medcam._targets.class_indices`
+    reads (scores, one-hot, class indices, a decollated list).
+    """
     if target == "pred":
         if output is None:
             raise ValueError("target='pred' needs the model's output")
-        return output.argmax(1)
+        return class_indices(output, n, name="pred")
     if target == "label":
         if labels is None:
             raise ValueError("target='label' but the batch has no labels")
-        t = torch.as_tensor(unwrap_meta(labels) if isinstance(labels, Tensor) else labels)
-        if t.numel() == n:
-            return t.reshape(n).long()
-        if t.dim() >= 2 and t.shape[0] == n:  # one-hot or scores
-            return t.reshape(n, -1).argmax(1)
-        raise ValueError(
-            f"labels of shape {tuple(t.shape)} do not give one class per example ({n})"
-        )
+        return class_indices(labels, n, name="label")
     if isinstance(target, str):
         raise ValueError(f"target must be 'pred', 'label' or a Captum target, got {target!r}")
     return target
+
+
+def check_evaluation_target(target: object) -> None:
+    """Refuse, before any batch, a ``target`` that :func:`batch_target` cannot resolve.
+
+    Raises:
+        ValueError: a string other than ``"pred"`` and ``"label"``.
+        TypeError: a value that is neither such a string nor a Captum target.
+    """
+    if isinstance(target, str):
+        if target not in ("pred", "label"):
+            raise ValueError(
+                f"target must be 'pred', 'label' or a Captum target (an int, or one per "
+                f"example), got {target!r}"
+            )
+        return
+    check_target_type(target)
+
+
+def check_attribute_kwargs(attribute_kwargs: object) -> dict[str, Any]:
+    """``attribute_kwargs`` as a dict; None gives ``{}``.
+
+    Raises:
+        TypeError: not a mapping of option names (strings) to values.
+    """
+    if attribute_kwargs is None:
+        return {}
+    if not isinstance(attribute_kwargs, Mapping) or not all(
+        isinstance(k, str) for k in attribute_kwargs
+    ):
+        raise TypeError(
+            "attribute_kwargs must be a dict of options of attribution.attribute, e.g. "
+            f"{{'perturbations_per_eval': 32}}, got {attribute_kwargs!r}"
+        )
+    return dict(attribute_kwargs)
 
 
 def _world() -> tuple[int, int]:
@@ -568,9 +611,11 @@ def evaluate_dataset(
         :meth:`~EvaluationResult.to_pandas`).
 
     Raises:
-        TypeError: an iterable data set (its length is needed to split it), bad metrics.
+        TypeError: an iterable data set (its length is needed to split it), bad metrics, an
+            option of the wrong type.
         ValueError: a metric that does not return one value per example, bad targets,
-            ``correct_only`` without labels, a mask metric without masks.
+            ``batch_size < 1``, ``num_workers < 0``, ``correct_only`` without labels, a mask
+            metric without masks.
         KeyError: ``image_key`` missing from the samples.
 
     Example:
@@ -589,7 +634,28 @@ def evaluate_dataset(
     """
     from torch.utils.data import DataLoader, Dataset, Subset
 
+    check_forward_and_layer(model)
     metric_fns = check_metrics(metrics)
+    check_evaluation_target(target)
+    if batch_size is not None:
+        check_positive_int(batch_size, "batch_size")
+    check_int(num_workers, "num_workers", low=0)
+    check_flags(show_progress=show_progress, correct_only=correct_only)
+    for name, key in (("image_key", image_key), ("label_key", label_key), ("mask_key", mask_key)):
+        if not isinstance(key, str):
+            raise TypeError(f"{name} must be a string, got {key!r}")
+    if method is not None and not isinstance(method, str):
+        raise TypeError(f"method must be a string or None, got {method!r}")
+    if on_batch is not None and not callable(on_batch):
+        raise TypeError(f"on_batch must be callable or None, got {type(on_batch).__name__}")
+    kwargs = check_attribute_kwargs(attribute_kwargs)
+    if device is not None:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"device must be None, a string or a torch.device, got {device!r}")
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device {device!r} is not a device, e.g. 'cpu' or 'cuda:0'") from None
     if isinstance(data, DataLoader):
         dataset = data.dataset
         batch_size = batch_size or data.batch_size or 1
@@ -610,7 +676,12 @@ def evaluate_dataset(
     indices = list(range(rank, len(dataset), world_size))
     shard: Dataset[Any] = Subset(dataset, indices)
     loader: Iterable[Any] = DataLoader(
-        shard, batch_size=batch_size, num_workers=num_workers, collate_fn=collate_fn, shuffle=False
+        shard,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        collate_fn=collate_fn,
+        shuffle=False,
+        generator=torch.Generator().manual_seed(DEFAULT_SEED),  # torch's global RNG stays put
     )
     bar: Any = None
     if show_progress and rank == 0:
@@ -619,7 +690,6 @@ def evaluate_dataset(
         desc = f"{method or 'evaluating'} (rank 0 of {world_size})"
         bar = tqdm(total=len(indices), desc=desc, unit="volume")
 
-    kwargs = dict(attribute_kwargs or {})
     special = ("__target__", "__index__", "__pred__", "__label__", "__correct__")
     parts: dict[str, list[Tensor]] = {name: [] for name in (*metric_fns, *special)}
     start = 0
@@ -749,6 +819,10 @@ def run_distributed(
     """
     import torch.distributed as dist
 
+    if not callable(function):
+        raise TypeError(f"function must be callable, e.g. evaluate_dataset, got {function!r}")
+    if backend is not None:
+        check_choice(backend, "backend", ("nccl", "gloo", "mpi", "ucc"))
     if "WORLD_SIZE" not in os.environ or dist.is_initialized():
         return function(*args, **kwargs)
     if not dist.is_available():

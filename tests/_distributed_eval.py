@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 import sys
 import time
+from functools import partial
 
 import torch
 
 from captum_medcam import ScoreCAM3D, evaluate_dataset, run_distributed
+from captum_medcam.metrics import aopc
 from tests.conftest import masked_score_metric, mean_map_metric, small_cnn
 
 N_SAMPLES = 7  # odd: a padding sampler would duplicate one sample
@@ -28,7 +30,12 @@ def setup():
         {"image": torch.randn(1, 8, 8, 8, generator=g, dtype=torch.float64), "label": i % 3}
         for i in range(N_SAMPLES)
     ]
-    metrics = {"mean_map": mean_map_metric, "masked_score": masked_score_metric}
+    metrics = {
+        "mean_map": mean_map_metric,
+        "masked_score": masked_score_metric,
+        # random by definition (uniform noise): seeded, so equal across process splits
+        "aopc_noise": partial(aopc, region_size=4, n_regions=3),
+    }
     return model, ScoreCAM3D(model, model[4]), data, metrics
 
 

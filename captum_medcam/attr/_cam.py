@@ -34,6 +34,8 @@ def interpolation_mode(spatial_dims: int, mode: str | None = None) -> str:
         raise ValueError(f"maps must have 1 to 3 spatial dims, got {spatial_dims}")
     if mode is None:
         return _LINEAR_MODES[spatial_dims]
+    if not isinstance(mode, str):
+        raise TypeError(f"interpolate_mode must be a string or None, got {mode!r}")
     if mode not in _MODES_BY_DIMS[spatial_dims]:
         raise ValueError(
             f"interpolate_mode {mode!r} does not work on {spatial_dims}-D maps; "

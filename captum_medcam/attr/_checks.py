@@ -6,22 +6,36 @@ user's model or data.
 
 from __future__ import annotations
 
+import copy
+import math
+import numbers
 import os
 import sys
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 __all__ = [
+    "DEFAULT_SEED",
+    "check_baseline_value",
+    "check_bool",
+    "check_choice",
+    "check_finite_float",
+    "check_flags",
     "check_forward_and_layer",
     "check_inputs",
+    "check_int",
     "check_positive_int",
+    "check_target_type",
+    "check_tensor_finite",
     "format_additional_args",
     "index_additional_args",
+    "make_generator",
     "per_sample_target",
     "select_target",
     "unwrap_meta",
@@ -84,27 +98,223 @@ def check_inputs(
     return inputs
 
 
-def check_forward_and_layer(forward_func: object, layer: object = None) -> None:
-    """Check a method's configuration: a callable model and, when given, a module layer.
+#: Stands for "no layer argument" in :func:`check_forward_and_layer` (None is refused).
+_NO_LAYER: Any = object()
+
+#: The seed of every random choice made when the caller passes no ``generator``.
+DEFAULT_SEED = 0
+
+
+def check_forward_and_layer(
+    forward_func: object, layer: object = _NO_LAYER, device_ids: object = None
+) -> None:
+    """Check a method's configuration: a callable model, a module layer when one is
+    passed, and Captum's ``device_ids`` (None or a list of CUDA device indices).
 
     Raises:
-        TypeError: ``forward_func`` is not callable, or ``layer`` is not an ``nn.Module``.
+        TypeError: ``forward_func`` is not callable, ``layer`` (when passed, None
+            included) is not an ``nn.Module``, ``device_ids`` is not None or a list of ints.
+        ValueError: a negative device index.
     """
+    if device_ids is not None:
+        if not isinstance(device_ids, (list, tuple)):
+            raise TypeError(
+                f"device_ids must be None or a list of CUDA device indices, got {device_ids!r}"
+            )
+        for index in device_ids:
+            check_int(index, "device_ids", low=0)
     if not callable(forward_func):
         raise TypeError(
             f"forward_func must be callable (a model), got {type(forward_func).__name__}"
         )
-    if layer is not None and not isinstance(layer, nn.Module):
+    if layer is _NO_LAYER:
+        return
+    if layer is None:
+        raise TypeError(
+            "layer is None; pass the module to explain, e.g. model.layer4 (list the candidates "
+            "with captum_medcam.integrations.monai.list_layers)"
+        )
+    if not isinstance(layer, nn.Module):
         raise TypeError(f"layer must be a torch.nn.Module, got {type(layer).__name__}")
 
 
 def check_positive_int(value: object, name: str) -> int:
     """Return ``value`` if it is an int >= 1, else raise naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int >= 1, got {value!r} ({type(value).__name__})")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
+    return check_int(value, name, low=1)
+
+
+def check_int(value: object, name: str, *, low: int | None = None) -> int:
+    """Return ``value`` if it is an int (not a bool) and at least ``low``.
+
+    Raises:
+        TypeError: not an int (a float such as ``4.0`` included).
+        ValueError: below ``low``.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        what = f"an int >= {low}" if low is not None else "an int"
+        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__})")
+    if low is not None and value < low:
+        raise ValueError(f"{name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def check_finite_float(
+    value: object,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+) -> float:
+    """Return ``value`` as a float if it is a finite real number within the bounds.
+
+    Args:
+        value: the value to check.
+        name: the argument's name in error messages.
+        low, high: inclusive bounds (None: unbounded).
+        low_open, high_open: make the bound exclusive.
+
+    Raises:
+        TypeError: not a real number (a string, a bool, a tensor with several values).
+        ValueError: NaN, inf, or out of bounds.
+    """
+    if isinstance(value, Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r} ({type(value).__name__})")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{name} must be a finite number, got {v}")
+    too_low = low is not None and (v <= low if low_open else v < low)
+    too_high = high is not None and (v >= high if high_open else v > high)
+    if too_low or too_high:
+        if high is None:
+            wanted = f"{'>' if low_open else '>='} {low:g}"
+        elif low is None:
+            wanted = f"{'<' if high_open else '<='} {high:g}"
+        else:
+            wanted = f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be {wanted}, got {v:g}")
+    return v
+
+
+def check_bool(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool; a string such as ``"False"`` is a ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r} ({type(value).__name__})")
+    return bool(value)
+
+
+def check_flags(**flags: object) -> None:
+    """:func:`check_bool` for each keyword, named by it: ``check_flags(upsample=upsample)``."""
+    for name, value in flags.items():
+        check_bool(value, name)
+
+
+def check_choice(value: object, name: str, choices: Sequence[str]) -> Any:
+    """Return ``value`` if it is one of ``choices`` (compared by equality, strings only).
+
+    Raises:
+        TypeError: ``value`` is not a string (the choices are strings).
+        ValueError: an unknown choice; the message lists the valid ones.
+    """
+    options = [repr(c) for c in choices]
+    listed = options[0] if len(options) == 1 else ", ".join(options[:-1]) + " or " + options[-1]
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be {listed}, got {value!r} ({type(value).__name__})")
+    if value not in choices:
+        raise ValueError(f"{name} must be {listed}, got {value!r}")
     return value
+
+
+def check_tensor_finite(value: object, name: str) -> Tensor:
+    """Return ``value`` if it is a floating tensor without NaN or inf (any shape).
+
+    Raises:
+        TypeError: not a tensor, or not floating point.
+        ValueError: empty, or NaN/inf values.
+    """
+    value = unwrap_meta(value) if isinstance(value, Tensor) else value
+    if not isinstance(value, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(value).__name__}")
+    if not value.is_floating_point():
+        raise TypeError(
+            f"{name} must be a floating point tensor, got dtype {value.dtype}; "
+            f"convert it first, e.g. {name}.float()"
+        )
+    if value.numel() == 0:
+        raise ValueError(f"{name} is empty (shape {tuple(value.shape)})")
+    if not bool(torch.isfinite(value).all()):
+        raise ValueError(f"{name} contains NaN or inf values; clean or mask them first")
+    return value
+
+
+def check_baseline_value(value: object, name: str = "baselines") -> float | Tensor:
+    """Return a constant baseline: a finite number, or a finite tensor.
+
+    Shapes are checked where the baseline is used (against the inputs or the layer).
+
+    Raises:
+        TypeError: a string, a bool, a callable or anything else.
+        ValueError: NaN or inf.
+    """
+    if isinstance(value, Tensor):
+        if value.is_floating_point():
+            return check_tensor_finite(value, name)
+        if value.is_complex() or value.dtype == torch.bool:
+            raise TypeError(f"{name} must be a real tensor, got dtype {value.dtype}")
+        if value.numel() == 0:
+            raise ValueError(f"{name} is empty (shape {tuple(value.shape)})")
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"{name} must be a number or a tensor broadcastable to the inputs, got {value!r} "
+            f"({type(value).__name__})"
+        )
+    return check_finite_float(value, name)
+
+
+def check_target_type(target: object) -> None:
+    """Refuse a ``target`` that no Captum ``TargetType`` can be, before any forward pass.
+
+    Ranges and lengths need the model's output and are checked by :func:`per_sample_target`.
+
+    Raises:
+        TypeError: a string, a float, a bool or another type.
+    """
+    if target is None or isinstance(target, (tuple, list, Tensor)):
+        return
+    if isinstance(target, bool) or not isinstance(target, (int, np.integer)):
+        raise TypeError(
+            "target must be None, an int, a tuple, a list or a tensor of class indices, got "
+            f"{target!r} ({type(target).__name__})"
+        )
+
+
+def make_generator(
+    generator: object, device: torch.device | str | None = None, name: str = "generator"
+) -> torch.Generator:
+    """A ``torch.Generator`` from an int seed, or the caller's generator itself.
+
+    An int builds a new generator seeded with it (on ``device``, default CPU), so the same
+    seed gives the same numbers on every call and torch's global random state is never
+    used. A ``torch.Generator`` is used as it is (its state advances with every draw).
+
+    Raises:
+        TypeError: None, a float, a string or another type.
+        ValueError: a negative seed.
+    """
+    if isinstance(generator, torch.Generator):
+        return generator
+    if isinstance(generator, bool) or not isinstance(generator, (int, np.integer)):
+        raise TypeError(
+            f"{name} must be an int seed or a torch.Generator, got {generator!r} "
+            f"({type(generator).__name__}); the default is the seed {DEFAULT_SEED}"
+        )
+    if generator < 0:
+        raise ValueError(f"{name} must be a seed >= 0, got {generator}")
+    return torch.Generator(device=device or "cpu").manual_seed(int(generator))
 
 
 def unwrap_meta(x: Tensor) -> Tensor:
@@ -118,8 +328,14 @@ def unwrap_meta(x: Tensor) -> Tensor:
 def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
     """Give ``result`` the metadata of ``like`` when ``like`` is a MONAI ``MetaTensor``.
 
-    The affine, the original shape and ``applied_operations`` are copied, so a map at input
-    resolution can be inverted and saved in the image's original space.
+    The affine, the original shape and ``applied_operations`` are copied (a deep copy: the
+    map never shares metadata with the image), so a map at input resolution can be inverted
+    and saved in the image's original space. A batch collated by ``monai.data.DataLoader``
+    keeps its per-sample metadata (affines ``(N, 4, 4)``, one ``applied_operations`` list
+    per sample, ``is_batch``), so ``decollate_batch(maps)`` gives each sample's map with
+    its own affine. (``MetaTensor(result, meta=like.meta)`` fails on collated metadata:
+    MONAI's constructor reads ``original_channel_dim`` as one value, a batch holds one per
+    sample.)
     """
     if not type(like).__module__.startswith("monai."):
         return result
@@ -127,11 +343,9 @@ def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
 
     if not isinstance(like, MetaTensor):
         return result
-    return MetaTensor(
-        result,
-        meta=dict(like.meta),
-        applied_operations=list(like.applied_operations),
-    )
+    out = unwrap_meta(result).as_subclass(MetaTensor)
+    out.__dict__.update(copy.deepcopy(like.__dict__))  # MetaObj's state, as copy_meta_from
+    return out
 
 
 def user_stacklevel() -> int:
@@ -199,8 +413,8 @@ def per_sample_target(target: object, n: int, output: Tensor) -> Tensor | list[A
     """Turn a Captum ``target`` into one entry per example and check it against ``output``.
 
     Args:
-        target: None, an int, a tuple of ints, a tensor with one or ``n`` entries, or a list
-            of ``n`` ints or tuples (Captum's ``TargetType``).
+        target: None, an int, a tuple of ints, a tensor with one or ``n`` entries (a MONAI
+            ``MetaTensor`` too), or a list of ``n`` ints or tuples (Captum's ``TargetType``).
         n: number of examples.
         output: the model's output on the clean inputs, ``(N, K, ...)``.
 
@@ -214,6 +428,8 @@ def per_sample_target(target: object, n: int, output: Tensor) -> Tensor | list[A
         TypeError: a target of an unsupported type.
     """
     shape = tuple(output.shape)
+    if isinstance(target, Tensor):
+        target = unwrap_meta(target)  # MONAI's predictions and labels are MetaTensors
     if target is None:
         if output.dim() > 2 or (output.dim() == 2 and output.shape[1] != 1):
             raise ValueError(

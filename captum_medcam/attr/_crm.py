@@ -11,9 +11,12 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, resize
 from captum_medcam.attr._checks import (
+    check_baseline_value,
+    check_flags,
     check_forward_and_layer,
     check_inputs,
     check_positive_int,
+    check_target_type,
     format_additional_args,
     index_additional_args,
     per_sample_target,
@@ -22,6 +25,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["CRM", "CRM3D"]
 
@@ -84,7 +88,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         *,
         fc_layer: nn.Module | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
             raise TypeError(
                 f"fc_layer must be the torch.nn.Linear after global average pooling, got "
@@ -114,7 +118,10 @@ class _CRM(LayerAttribution, PerturbationAttribution):
     ) -> Tensor:
         original = inputs
         x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_target_type(target)
+        check_baseline_value(baselines)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        check_flags(upsample=upsample, align_corners=align_corners, show_progress=show_progress)
         mode = interpolation_mode(x.dim() - 2, interpolate_mode)
         args = format_additional_args(additional_forward_args)
         warn_if_training(self.forward_func, self.layer)
@@ -357,6 +364,7 @@ class CRM(_CRM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -397,8 +405,10 @@ class CRM(_CRM):
             dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
 
         Raises:
-            TypeError: inputs not a floating tensor; a baseline of the wrong type.
-            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
+            TypeError: inputs not a floating tensor; a baseline, target or option of the
+                wrong type.
+            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
+                range, a layer not
                 reached by the forward pass or not convolutional, a head that is not
                 ``GAP -> fc_layer`` on the fast path, ``perturbations_per_eval < 1``.
         """
@@ -440,6 +450,7 @@ class CRM3D(_CRM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

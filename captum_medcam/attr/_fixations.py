@@ -12,13 +12,16 @@ from captum.attr import Attribution
 from torch import Tensor, nn
 
 from captum_medcam.attr._checks import (
+    check_finite_float,
     check_inputs,
+    check_target_type,
     format_additional_args,
     per_sample_target,
     unwrap_meta,
     warn_if_training,
     wrap_meta,
 )
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["CNNFixations", "fixation_density"]
 
@@ -319,8 +322,7 @@ def fixation_density(
         ``(N, 1, *S)``; each map sums to the number of its points when no point is near the
         border.
     """
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)) or not sigma >= 0:
-        raise ValueError(f"sigma must be a number >= 0, got {sigma!r}")
+    sigma = check_finite_float(sigma, "sigma", low=0)
     device = points[0].device if points else torch.device("cpu")
     maps = torch.zeros(len(points), 1, *size, dtype=dtype, device=device)
     for i, p in enumerate(points):
@@ -333,9 +335,15 @@ def fixation_density(
     if sigma == 0:
         return maps
     radius = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
-    kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
+    if radius <= _MAX_KERNEL_RADIUS:
+        t = torch.arange(-radius, radius + 1, dtype=dtype, device=device)
+        kernel = torch.exp(-0.5 * (t / sigma) ** 2)
+        kernel = kernel / kernel.sum()
+    else:  # offsets beyond the map never land in it: keep those that can, normalise exactly
+        total = _gaussian_sum(radius, sigma)
+        radius = max(size)
+        t = torch.arange(-radius, radius + 1, dtype=torch.float64, device=device)
+        kernel = (torch.exp(-0.5 * (t / sigma) ** 2) / total).to(dtype)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[len(size)]
     for d in range(len(size)):
         shape = [1, 1] + [1] * len(size)
@@ -344,6 +352,21 @@ def fixation_density(
         padding[d] = radius
         maps = conv(maps, kernel.view(shape), padding=tuple(padding))
     return maps
+
+
+#: Above this kernel radius (a sigma wider than any volume) the kernel is cut to the map.
+_MAX_KERNEL_RADIUS = 2**20
+
+
+def _gaussian_sum(radius: int, sigma: float) -> float:
+    """``sum_{|t| <= radius} exp(-t^2 / (2 sigma^2))`` for a large ``sigma`` (Euler-Maclaurin).
+
+    The next correction is of relative order ``sigma^-4``, below float64's precision for the
+    ``sigma > 2^20 / 3`` this is used for.
+    """
+    edge = math.exp(-0.5 * (radius / sigma) ** 2)
+    integral = sigma * math.sqrt(math.pi / 2) * math.erf(radius / (sigma * math.sqrt(2)))
+    return 2 * integral + edge - radius / sigma**2 * edge / 6
 
 
 def _remove_outliers(points: Tensor, radius: float, fraction: float) -> Tensor:
@@ -449,20 +472,10 @@ class CNNFixations(Attribution):
             NotImplementedError: a model that is not a chain of supported layers.
         """
         x = check_inputs(unwrap_meta(inputs))
-        if outlier_radius is not None and (
-            isinstance(outlier_radius, bool)
-            or not isinstance(outlier_radius, (int, float))
-            or outlier_radius <= 0
-        ):
-            raise ValueError(f"outlier_radius must be a number > 0 or None, got {outlier_radius!r}")
-        if (
-            isinstance(outlier_fraction, bool)
-            or not isinstance(outlier_fraction, (int, float))
-            or not 0 <= outlier_fraction < 1
-        ):
-            raise ValueError(
-                f"outlier_fraction must be a number in [0, 1), got {outlier_fraction!r}"
-            )
+        check_target_type(target)
+        if outlier_radius is not None:
+            check_finite_float(outlier_radius, "outlier_radius", low=0, low_open=True)
+        check_finite_float(outlier_fraction, "outlier_fraction", low=0, high=1, high_open=True)
         args = format_additional_args(additional_forward_args)
         model = self.forward_func
         assert isinstance(model, nn.Module)
@@ -497,6 +510,7 @@ class CNNFixations(Attribution):
                 ]
         return per_example
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -524,8 +538,7 @@ class CNNFixations(Attribution):
         """
         x = check_inputs(unwrap_meta(inputs))
         size = tuple(x.shape[2:])
-        if sigma is None:
-            sigma = min(size) / 11
+        sigma = min(size) / 11 if sigma is None else check_finite_float(sigma, "sigma", low=0)
         points = self.fixations(
             x,
             target,

@@ -22,8 +22,10 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, resize, weighted_sum
 from captum_medcam.attr._checks import (
+    check_flags,
     check_forward_and_layer,
     check_inputs,
+    check_target_type,
     format_additional_args,
     per_sample_target,
     select_target,
@@ -31,7 +33,8 @@ from captum_medcam.attr._checks import (
     warn_if_training,
     wrap_meta,
 )
-from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._hooks import checked_forward, forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = [
     "GradCAM3D",
@@ -82,6 +85,14 @@ def _grad_ready(x: Tensor) -> Tensor:
     if x.is_inference():
         x = x.clone()
     return x.requires_grad_(True)
+
+
+def _not_on_path(layer: nn.Module, attribute_to_layer_input: bool) -> str:
+    return (
+        f"the target scores do not depend on the {'input' if attribute_to_layer_input else 'output'} "
+        f"of layer {type(layer).__name__} (a DataParallel model split over several devices "
+        "is not supported by the gradient CAMs); choose a layer on the path to the output"
+    )
 
 
 def layer_gradients(
@@ -136,11 +147,7 @@ def layer_gradients(
         if acts.requires_grad:
             (grads,) = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
     if grads is None:
-        raise ValueError(
-            f"the target scores do not depend on the {'input' if attribute_to_layer_input else 'output'} "
-            f"of layer {type(layer).__name__} (a DataParallel model split over several devices "
-            "is not supported by the gradient CAMs); choose a layer on the path to the output"
-        )
+        raise ValueError(_not_on_path(layer, attribute_to_layer_input))
     dtype = inputs.dtype
     return scores.detach().to(dtype), acts.detach().to(dtype), grads.to(dtype)
 
@@ -240,7 +247,7 @@ class _GradientCAM(LayerAttribution, GradientAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
 
@@ -264,6 +271,13 @@ class _GradientCAM(LayerAttribution, GradientAttribution):
     ) -> Tensor:
         original = inputs
         x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_target_type(target)
+        check_flags(
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=upsample,
+            align_corners=align_corners,
+        )
         mode = interpolation_mode(x.dim() - 2, interpolate_mode)
         warn_if_training(self.forward_func, self.layer)
         scores, acts, grads = layer_gradients(
@@ -321,10 +335,13 @@ _DOC_ARGS_TAIL = """
             metadata.
 
         Raises:
-            TypeError: inputs not a floating tensor; a layer that is not a module.
+            TypeError: inputs not a floating tensor; a layer that is not a module; a target
+                or an option of the wrong type (a string for a bool flag); a model that
+                returns a tuple or a dict.
             ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
-                reached by the forward pass or not on the path to the output, an
-                interpolation mode that does not fit the number of spatial dims.
+                reached by the forward pass, called twice in it, with a tuple output or not
+                on the path to the output, an interpolation mode that does not fit the
+                number of spatial dims.
             RuntimeError: called under ``torch.inference_mode()``.
         """
 
@@ -379,6 +396,7 @@ class GradCAMPlusPlus(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -392,6 +410,7 @@ class GradCAMPlusPlus(_GradientCAM):
         interpolate_mode: str | None = None,
         align_corners: bool = False,
     ) -> Tensor:
+        check_flags(exp_score=exp_score)
         return self._gradient_cam(
             inputs,
             target,
@@ -434,6 +453,7 @@ class GradCAMPlusPlus3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -444,6 +464,7 @@ class GradCAMPlusPlus3D(_GradientCAM):
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
     ) -> Tensor:
+        check_flags(exp_score=exp_score)
         return self._gradient_cam(
             inputs,
             target,
@@ -492,6 +513,7 @@ class LayerCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -540,6 +562,7 @@ class LayerCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -596,6 +619,7 @@ class HiResCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -644,6 +668,7 @@ class HiResCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -698,6 +723,7 @@ class XGradCAM(_GradientCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -746,6 +772,7 @@ class XGradCAM3D(_GradientCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -776,40 +803,32 @@ class XGradCAM3D(_GradientCAM):
 # --------------------------------------------------------------------------------------
 
 
-def _checking_hook(target: Any, n: int) -> Callable[..., None]:
-    """A forward hook that checks ``target`` against the model's output (clear errors)."""
-
-    def hook(_module: nn.Module, _inp: Any, output: Any) -> None:
-        if isinstance(output, Tensor):
-            per_sample_target(target, n, output)
-
-    return hook
-
-
 @contextmanager
-def _target_checked(
-    forward_func: Callable[..., Any], target: Any, n: int
+def _captum_checked(
+    forward_func: Callable[..., Any],
+    layer: nn.Module,
+    target: Any,
+    n: int,
+    attribute_to_layer_input: bool,
 ) -> Iterator[Callable[..., Any]]:
-    """Yield a forward function that validates ``target`` on every output it produces.
+    """Run Captum's code with the layer, output and target checks of the other methods.
 
-    A module keeps its identity (so Captum still recognises ``DataParallel``) and gets a
-    forward hook for the duration of the call; a plain function is wrapped.
+    Every forward pass Captum makes goes through :func:`checked_forward` (the layer is
+    reached, called once, returns one tensor; the model returns a tensor; the target fits
+    it), and autograd's error for a layer that the target scores do not depend on becomes
+    the ``ValueError`` that :func:`layer_gradients` raises.
     """
-    if isinstance(forward_func, nn.Module):
-        handle = forward_func.register_forward_hook(_checking_hook(target, n))
+
+    def check_target(output: Tensor) -> None:
+        per_sample_target(target, n, output)
+
+    with checked_forward(forward_func, layer, attribute_to_layer_input, check_target) as forward:
         try:
-            yield forward_func
-        finally:
-            handle.remove()
-        return
-    check = _checking_hook(target, n)
-
-    def checked(*args: Any, **kwargs: Any) -> Any:
-        output = forward_func(*args, **kwargs)
-        check(None, None, output)
-        return output
-
-    yield checked
+            yield forward
+        except RuntimeError as error:
+            if "appears to not have been used in the graph" not in str(error):
+                raise
+            raise ValueError(_not_on_path(layer, attribute_to_layer_input)) from None
 
 
 class _CaptumGradCAM(LayerAttribution, GradientAttribution):
@@ -821,7 +840,7 @@ class _CaptumGradCAM(LayerAttribution, GradientAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         GradientAttribution.__init__(self, forward_func)
 
@@ -829,9 +848,11 @@ class _CaptumGradCAM(LayerAttribution, GradientAttribution):
     def multiplies_by_inputs(self) -> bool:
         return False
 
-    def _prepare(self, inputs: Tensor) -> Tensor:
+    def _prepare(self, inputs: Tensor, target: Any, **flags: bool) -> Tensor:
         _check_grad_mode()
         x = check_inputs(unwrap_meta(inputs), spatial_dims=3)
+        check_target_type(target)
+        check_flags(**flags)
         warn_if_training(self.forward_func, self.layer)
         return _grad_ready(x)
 
@@ -867,6 +888,7 @@ class GradCAM3D(_CaptumGradCAM):
         torch.Size([2, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -892,13 +914,23 @@ class GradCAM3D(_CaptumGradCAM):
             Maps ``(N, 1, D, H, W)`` at input resolution, not normalised.
 
         Raises:
-            TypeError: inputs not a floating tensor.
+            TypeError: inputs not a floating tensor, a target or flag of the wrong type, a
+                model that returns a tuple or a dict.
             ValueError: inputs that are not 5-D or hold NaN/inf, a target that does not fit
-                the model's output.
+                the model's output, a layer that the forward pass does not reach, calls
+                twice, that returns a tuple, or that the target scores do not depend on
+                (the checks of the other methods, made around Captum's code).
             RuntimeError: called under ``torch.inference_mode()``.
         """
-        x = self._prepare(inputs)
-        with _target_checked(self.forward_func, target, x.shape[0]) as forward:
+        x = self._prepare(
+            inputs,
+            target,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
+        with _captum_checked(
+            self.forward_func, self.layer, target, x.shape[0], attribute_to_layer_input
+        ) as forward:
             grad_cam = LayerGradCam(forward, self.layer, self.device_ids)
             cam = grad_cam.attribute(
                 x,
@@ -959,6 +991,7 @@ class GuidedGradCAM3D(_CaptumGradCAM):
             )
         super().__init__(forward_func, layer, device_ids)
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -984,10 +1017,13 @@ class GuidedGradCAM3D(_CaptumGradCAM):
             ValueError: an interpolation mode that does not work on volumes, and the errors
                 of :meth:`GradCAM3D.attribute`.
         """
+        x = self._prepare(inputs, target, attribute_to_layer_input=attribute_to_layer_input)
         mode = interpolation_mode(3, interpolate_mode)
-        x = self._prepare(inputs)
         model = cast(nn.Module, self.forward_func)  # checked in __init__
-        with _target_checked(model, target, x.shape[0]), warnings.catch_warnings():
+        with (
+            _captum_checked(model, self.layer, target, x.shape[0], attribute_to_layer_input),
+            warnings.catch_warnings(),
+        ):
             # Captum announces its temporary ReLU hooks; they are removed in its finally.
             warnings.filterwarnings(
                 "ignore", message="Setting backward hooks on ReLU", category=UserWarning

@@ -7,7 +7,8 @@ raises, so the user's model is left exactly as it was.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -15,7 +16,125 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._checks import check_forward_and_layer
 
-__all__ = ["forward_with_capture"]
+__all__ = ["LayerMonitor", "check_model_output", "checked_forward", "forward_with_capture"]
+
+
+class LayerMonitor:
+    """The checks made on a layer's output (or input) each time the layer runs.
+
+    One instance serves one forward pass (:meth:`reset` starts the next): a layer must
+    produce one tensor and run once per device, and :meth:`check_reached` after the
+    forward says whether it ran at all. Used by :func:`forward_with_capture` and, around
+    Captum's own hooks, by :func:`checked_forward`, so every method refuses the same layers
+    with the same messages.
+    """
+
+    def __init__(self, layer: nn.Module, attribute_to_layer_input: bool = False) -> None:
+        self.layer = layer
+        self.where = "input" if attribute_to_layer_input else "output"
+        self.saved: dict[torch.device, Tensor] = {}
+        self._lock = threading.Lock()
+
+    def reset(self) -> None:
+        """Forget what the previous forward pass saved."""
+        with self._lock:
+            self.saved.clear()
+
+    def store(self, value: Any) -> Tensor:
+        """Check and save the layer's ``value`` (a tensor or a 1-tuple); return the tensor.
+
+        Raises:
+            ValueError: several tensors, something that is not a tensor, or a second call
+                on the same device in one forward pass.
+        """
+        if isinstance(value, (tuple, list)):
+            if len(value) != 1:
+                raise ValueError(
+                    f"the layer's {self.where} is a {type(value).__name__} of {len(value)} "
+                    "tensors; choose a layer with a single tensor output"
+                )
+            value = value[0]
+        if not isinstance(value, Tensor):
+            raise ValueError(f"the layer's {self.where} is a {type(value).__name__}, not a tensor")
+        with self._lock:
+            if value.device in self.saved:
+                raise ValueError(
+                    f"layer {type(self.layer).__name__} is called more than once in one forward "
+                    "pass (a shared module?); choose a layer that is called once"
+                )
+            self.saved[value.device] = value
+        return value
+
+    def check_reached(self) -> None:
+        """Raise ``ValueError`` if the layer did not run in the forward pass."""
+        if not self.saved:
+            raise ValueError(
+                f"layer {type(self.layer).__name__} was not reached by the forward pass: it is "
+                "not part of this model, or the model does not call it; pass a module that the "
+                "model calls (e.g. model.layer4)"
+            )
+
+
+def check_model_output(output: object) -> Tensor:
+    """Return ``output`` if it is a tensor; a tuple or dict output is a ``TypeError``."""
+    if not isinstance(output, Tensor):
+        raise TypeError(
+            f"the model must return a tensor, got {type(output).__name__}; wrap it in a "
+            "function that returns the class scores, e.g. lambda x: model(x)[0]"
+        )
+    return output
+
+
+@contextmanager
+def checked_forward(
+    forward_func: Callable[..., Any],
+    layer: nn.Module,
+    attribute_to_layer_input: bool = False,
+    on_output: Callable[[Tensor], None] | None = None,
+) -> Iterator[Callable[..., Any]]:
+    """Yield a forward function that applies the checks of :class:`LayerMonitor`.
+
+    For code that runs the model itself (Captum's ``LayerGradCam``): every forward pass
+    through the yielded function checks the layer (one tensor, called once, reached) and
+    the model's output (a tensor, then ``on_output(output)``) before the caller sees it.
+    A module keeps its identity (so Captum still recognises ``DataParallel``) and gets
+    hooks for the duration of the call; a plain function is wrapped. The layer's value is
+    not replaced.
+    """
+    monitor = LayerMonitor(layer, attribute_to_layer_input)
+
+    def layer_hook(_module: nn.Module, *args: Any) -> None:
+        # a forward hook gets (inputs, output), a pre-hook (inputs,)
+        monitor.store(args[-1] if not attribute_to_layer_input else args[0][:1])
+
+    def after(output: Any) -> None:
+        monitor.check_reached()
+        out = check_model_output(output)
+        if on_output is not None:
+            on_output(out)
+
+    handles = [
+        layer.register_forward_pre_hook(layer_hook)
+        if attribute_to_layer_input
+        else layer.register_forward_hook(layer_hook)
+    ]
+    try:
+        if isinstance(forward_func, nn.Module):
+            handles.append(forward_func.register_forward_pre_hook(lambda *_: monitor.reset()))
+            handles.append(forward_func.register_forward_hook(lambda _m, _i, out: after(out)))
+            yield forward_func
+        else:
+
+            def checked(*args: Any, **kwargs: Any) -> Any:
+                monitor.reset()
+                output = forward_func(*args, **kwargs)
+                after(output)
+                return output
+
+            yield checked
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def forward_with_capture(
@@ -46,39 +165,15 @@ def forward_with_capture(
             on one device, or produces something other than one tensor.
     """
     check_forward_and_layer(forward_func, layer)
-    saved: dict[torch.device, Tensor] = {}
-    lock = threading.Lock()
-    where = "input" if attribute_to_layer_input else "output"
-
-    def store(value: Any) -> Tensor:
-        """Save ``value`` and return the clone that the rest of the model sees.
-
-        The model goes on with a clone, so an in-place op after the layer (MONAI's DenseNet
-        ReLUs) cannot change the saved tensor, and gradients still reach it.
-        """
-        if isinstance(value, (tuple, list)):
-            if len(value) != 1:
-                raise ValueError(
-                    f"the layer's {where} is a {type(value).__name__} of {len(value)} tensors; "
-                    "choose a layer with a single tensor output"
-                )
-            value = value[0]
-        if not isinstance(value, Tensor):
-            raise ValueError(f"the layer's {where} is a {type(value).__name__}, not a tensor")
-        with lock:
-            if value.device in saved:
-                raise ValueError(
-                    f"layer {type(layer).__name__} is called more than once in one forward pass "
-                    "(a shared module?); choose a layer that is called once"
-                )
-            saved[value.device] = value
-        return value.clone()
+    monitor = LayerMonitor(layer, attribute_to_layer_input)
 
     def pre_hook(_module: nn.Module, inp: tuple[Any, ...]) -> tuple[Any, ...]:
-        return (store(inp[:1]), *inp[1:])
+        return (monitor.store(inp[:1]).clone(), *inp[1:])
 
     def post_hook(_module: nn.Module, _inp: tuple[Any, ...], out: Any) -> Any:
-        clone = store(out)
+        # The model goes on with a clone, so an in-place op after the layer (MONAI's
+        # DenseNet ReLUs) cannot change the saved tensor, and gradients still reach it.
+        clone = monitor.store(out).clone()
         return type(out)([clone]) if isinstance(out, (tuple, list)) else clone
 
     handle = (
@@ -90,13 +185,9 @@ def forward_with_capture(
         output = forward_func(inputs, *args)
     finally:
         handle.remove()
-    if not saved:
-        raise ValueError(
-            f"layer {type(layer).__name__} was not reached by the forward pass; "
-            "pass a module that the model calls (e.g. model.layer4)"
-        )
-    if not isinstance(output, Tensor):
-        raise TypeError(f"the model must return a tensor, got {type(output).__name__}")
+    monitor.check_reached()
+    saved, where = monitor.saved, monitor.where
+    output = check_model_output(output)
     if len(saved) == 1:
         activations = next(iter(saved.values()))
     else:  # DataParallel: one piece per device, gathered in device order

@@ -12,9 +12,13 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import interpolation_mode, minmax_normalize, resize, weighted_sum
 from captum_medcam.attr._checks import (
+    check_baseline_value,
+    check_choice,
+    check_flags,
     check_forward_and_layer,
     check_inputs,
     check_positive_int,
+    check_target_type,
     format_additional_args,
     index_additional_args,
     per_sample_target,
@@ -24,6 +28,7 @@ from captum_medcam.attr._checks import (
     wrap_meta,
 )
 from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
@@ -59,7 +64,7 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         layer: nn.Module,
         device_ids: list[int] | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer)
+        check_forward_and_layer(forward_func, layer, device_ids)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
 
@@ -88,11 +93,19 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
     ) -> Tensor:
         original = inputs
         x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_target_type(target)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        if score not in ("probability", "logit"):
-            raise ValueError(f"score must be 'probability' or 'logit', got {score!r}")
-        if normalize_at not in ("input", "layer"):
-            raise ValueError(f"normalize_at must be 'input' or 'layer', got {normalize_at!r}")
+        check_choice(score, "score", ("probability", "logit"))
+        check_choice(normalize_at, "normalize_at", ("input", "layer"))
+        check_flags(
+            channel_softmax=channel_softmax,
+            align_corners=align_corners,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=upsample,
+            show_progress=show_progress,
+        )
+        base = None if baselines is None else _input_baseline(baselines, x)
         n_spatial = x.dim() - 2
         mode = interpolation_mode(n_spatial, interpolate_mode)
         args = format_additional_args(additional_forward_args)
@@ -118,8 +131,7 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
             targets = per_sample_target(target, n, output)
             everyone = torch.arange(n, device=x.device)
             reference = None
-            if baselines is not None:
-                base = torch.as_tensor(baselines, dtype=x.dtype, device=x.device).expand_as(x)
+            if base is not None:
                 reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
 
             keys, constant = minmax_normalize(acts)
@@ -156,6 +168,18 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
             if relu_attributions:
                 cam = F.relu(cam)
         return wrap_meta(cam, original) if upsample else cam
+
+
+def _input_baseline(baselines: object, x: Tensor) -> Tensor:
+    """A finite number or tensor broadcast to the inputs ``x`` ``(N, C, *S)``."""
+    base = torch.as_tensor(check_baseline_value(baselines), dtype=x.dtype, device=x.device)
+    try:
+        return base.expand_as(x)
+    except RuntimeError:
+        raise ValueError(
+            f"baselines of shape {tuple(base.shape)} do not broadcast to the inputs' shape "
+            f"{tuple(x.shape)}"
+        ) from None
 
 
 def _distinct_masks(
@@ -258,6 +282,7 @@ class ScoreCAM(_ScoreCAM):
     """
     )
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,
@@ -313,9 +338,11 @@ class ScoreCAM(_ScoreCAM):
             metadata.
 
         Raises:
-            TypeError: inputs not a floating tensor; a layer that is not a module.
-            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
-                reached by the forward pass, ``perturbations_per_eval < 1``, unknown options.
+            TypeError: inputs not a floating tensor; a layer that is not a module; a
+                baseline, target or option of the wrong type.
+            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
+                range, a layer not reached by the forward pass, ``perturbations_per_eval <
+                1``, unknown options.
         """
         return self._score_cam(
             inputs,
@@ -360,6 +387,7 @@ class ScoreCAM3D(_ScoreCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
+    @captum_attribute
     def attribute(
         self,
         inputs: Tensor,

@@ -9,6 +9,8 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from captum_medcam.attr._checks import check_flags
+
 __all__ = ["MEDMNIST_2D_FLAGS", "MEDMNIST_3D_FLAGS", "MedMNIST2D", "MedMNIST3D"]
 
 #: The six 3D data sets of MedMNIST v2 (medmnist's ``flag`` names).
@@ -112,7 +114,12 @@ class MedMNIST3D(Dataset[Any]):
         transform: Callable[[Any], Any] | None = None,
         as_dict: bool = False,
     ) -> None:
-        if flag not in MEDMNIST_3D_FLAGS:
+        check_flags(download=download, as_dict=as_dict)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {transform!r}")
+        if root is not None and not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a path or None, got {root!r}")
+        if not isinstance(flag, str) or flag not in MEDMNIST_3D_FLAGS:
             raise ValueError(f"flag must be one of {list(MEDMNIST_3D_FLAGS)}, got {flag!r}")
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
@@ -198,7 +205,12 @@ class MedMNIST2D(Dataset[Any]):
         transform: Callable[[Any], Any] | None = None,
         as_dict: bool = False,
     ) -> None:
-        if flag not in MEDMNIST_2D_FLAGS:
+        check_flags(download=download, as_dict=as_dict)
+        if transform is not None and not callable(transform):
+            raise TypeError(f"transform must be callable or None, got {transform!r}")
+        if root is not None and not isinstance(root, (str, os.PathLike)):
+            raise TypeError(f"root must be a path or None, got {root!r}")
+        if not isinstance(flag, str) or flag not in MEDMNIST_2D_FLAGS:
             raise ValueError(f"flag must be one of {list(MEDMNIST_2D_FLAGS)}, got {flag!r}")
         if split not in _SPLITS:
             raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")

@@ -6,6 +6,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from captum_medcam.attr._checks import check_int, check_positive_int
+
 __all__ = ["SyntheticLesions"]
 
 
@@ -34,8 +36,9 @@ class SyntheticLesions(Dataset[dict[str, Tensor]]):
     """
 
     def __init__(self, length: int = 64, size: int = 32, seed: int = 0) -> None:
-        if length < 1 or size < 8:
-            raise ValueError(f"need length >= 1 and size >= 8, got length={length}, size={size}")
+        check_positive_int(length, "length")
+        check_int(size, "size", low=8)
+        check_int(seed, "seed", low=0)
         self.length, self.size, self.seed = length, size, seed
 
     def __len__(self) -> int:

@@ -8,6 +8,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
+from captum_medcam.attr._checks import DEFAULT_SEED, check_choice, check_positive_int
 from captum_medcam.metrics._baselines import Baseline, resolve_baseline, uniform_noise_baseline
 from captum_medcam.metrics._perturbation import (
     DEFAULT_MAX_EXAMPLES_PER_BATCH,
@@ -71,12 +72,12 @@ def region_labels(
         return torch.unique(mask[:, 0], return_inverse=True)[1]
     if region_size is None:
         raise ValueError("pass region_size (the patch edge in voxels) or feature_mask")
-    size = (region_size,) * len(spatial) if isinstance(region_size, int) else tuple(region_size)
-    if len(size) != len(spatial) or not all(
-        isinstance(s, int) and not isinstance(s, bool) for s in size
-    ):
+    if not isinstance(region_size, (tuple, list)):
+        region_size = (check_positive_int(region_size, "region_size"),) * len(spatial)
+    size = tuple(check_positive_int(s, "region_size") for s in region_size)
+    if len(size) != len(spatial):
         raise ValueError(f"region_size must be an int or {len(spatial)} ints, got {region_size!r}")
-    if any(s < 1 or s > d for s, d in zip(size, spatial, strict=True)):
+    if any(s > d for s, d in zip(size, spatial, strict=True)):
         raise ValueError(
             f"region_size {size} must be between 1 and the input's spatial shape {tuple(spatial)}"
         )
@@ -103,6 +104,7 @@ def aopc_curve(
     order: Order = "morf",
     reduction: Reduction = "mean",
     baselines: Baseline = _UNIFORM,
+    generator: int | torch.Generator = DEFAULT_SEED,
     score: MetricScore = "probability",
     max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
     show_progress: bool = False,
@@ -136,6 +138,10 @@ def aopc_curve(
             the inputs; default uniform noise over each example's range (the paper). The
             X-ray study used ``normal_noise_baseline(0.0, 0.1)``. A callable that returns
             ``x + noise`` adds noise to the regions instead of replacing them.
+        generator: the seed (an int) or ``torch.Generator`` of the default noise: the same
+            seed gives the same AOPC on every call, for any batch composition (see
+            :func:`uniform_noise_baseline`); ignored for other ``baselines``. Torch's global
+            random state is never used.
 
     Returns:
         ``PerturbationCurve(x, scores)``: ``x = 0 .. L`` ``(L + 1,)`` and ``scores``
@@ -155,12 +161,21 @@ def aopc_curve(
         >>> aopc_curve(model, x, x.abs(), region_size=4, baselines=0.0).scores.shape
         torch.Size([2, 9])
     """
-    if order not in ("morf", "lerf"):
-        raise ValueError(f"order must be 'morf' or 'lerf', got {order!r}")
-    if reduction not in ("mean", "sum"):
-        raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
+    check_choice(order, "order", ("morf", "lerf"))
+    check_choice(reduction, "reduction", ("mean", "sum"))
+    if n_regions is not None:
+        check_positive_int(n_regions, "n_regions")
+    if baselines is _UNIFORM:
+        baselines = uniform_noise_baseline(generator=generator)
     p = prepare(
-        forward_func, inputs, attributions, additional_forward_args, score, max_examples_per_batch
+        forward_func,
+        inputs,
+        attributions,
+        additional_forward_args,
+        score,
+        max_examples_per_batch,
+        target=target,
+        show_progress=show_progress,
     )
     if region_size is None and feature_mask is None:
         region_size = tuple(min(_DEFAULT_REGION, extent) for extent in p.x.shape[2:])
@@ -182,9 +197,7 @@ def aopc_curve(
     fewest, most = int(n_present.min()), int(n_present.max())
     if n_regions is None:
         n_regions = fewest
-    elif isinstance(n_regions, bool) or not isinstance(n_regions, int):
-        raise TypeError(f"n_regions must be an int or None, got {type(n_regions).__name__}")
-    elif not 1 <= n_regions <= fewest:
+    elif n_regions > fewest:
         raise ValueError(
             f"n_regions must be between 1 and the number of regions ({fewest}), got {n_regions}"
         )
@@ -221,6 +234,7 @@ def aopc(
     order: Order = "morf",
     reduction: Reduction = "mean",
     baselines: Baseline = _UNIFORM,
+    generator: int | torch.Generator = DEFAULT_SEED,
     score: MetricScore = "probability",
     max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
     show_progress: bool = False,
@@ -244,7 +258,7 @@ def aopc(
 
     Args:
         forward_func, inputs, attributions, target, additional_forward_args, region_size,
-            feature_mask, n_regions, order, reduction, baselines, score,
+            feature_mask, n_regions, order, reduction, baselines, generator, score,
             max_examples_per_batch, show_progress: as in :func:`aopc_curve`.
 
     Returns:
@@ -273,6 +287,7 @@ def aopc(
         order=order,
         reduction=reduction,
         baselines=baselines,
+        generator=generator,
         score=score,
         max_examples_per_batch=max_examples_per_batch,
         show_progress=show_progress,

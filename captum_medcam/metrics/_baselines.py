@@ -7,7 +7,7 @@ tensor broadcastable to the inputs, as Captum's ``baselines``.
 
 from __future__ import annotations
 
-import math
+import numbers
 from collections.abc import Callable
 from typing import Literal
 
@@ -15,7 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_positive_int
+from captum_medcam.attr._checks import (
+    DEFAULT_SEED,
+    check_baseline_value,
+    check_choice,
+    check_finite_float,
+    check_positive_int,
+    make_generator,
+)
 
 __all__ = [
     "Baseline",
@@ -34,6 +41,10 @@ PaddingMode = Literal["zeros", "reflect", "replicate"]
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
+#: Above this radius (sigma > 2^18 voxels) the kernel is its uniform limit.
+_MAX_RADIUS = 2**20
+
+
 def _rise_kernel1d(
     kernel_size: int, sigma: float, dtype: torch.dtype, device: torch.device
 ) -> Tensor:
@@ -44,6 +55,8 @@ def _rise_kernel1d(
     the ``kernel_size`` window are folded back in, so the kernel sums to 1.
     """
     radius = int(4.0 * sigma + 0.5)
+    if radius > _MAX_RADIUS:  # the reflected Gaussian is flat to ~(k / sigma)^2 < 1e-8
+        return torch.full((kernel_size,), 1.0 / kernel_size, dtype=dtype, device=device)
     j = torch.arange(-radius, radius + 1, dtype=torch.float64)
     w = torch.exp(-0.5 * (j / sigma) ** 2)
     w = w / w.sum()
@@ -60,12 +73,8 @@ def _rise_kernel1d(
 def _check_blur_args(kernel_size: object, sigma: object, padding_mode: object) -> None:
     if check_positive_int(kernel_size, "kernel_size") % 2 == 0:
         raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-    if not (isinstance(sigma, (int, float)) and math.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
-    if padding_mode not in ("zeros", "reflect", "replicate"):
-        raise ValueError(
-            f"padding_mode must be 'zeros', 'reflect' or 'replicate', got {padding_mode!r}"
-        )
+    check_finite_float(sigma, "sigma", low=0, low_open=True)
+    check_choice(padding_mode, "padding_mode", ("zeros", "reflect", "replicate"))
 
 
 def gaussian_blur(
@@ -165,47 +174,84 @@ def mean_baseline() -> Callable[[Tensor], Tensor]:
     return mean
 
 
+def _noise(draw: Callable[..., Tensor], generator: int | torch.Generator, inputs: Tensor) -> Tensor:
+    """Standard noise shaped like ``inputs``, from a seed or from the caller's generator.
+
+    A seed draws one ``(1, C, *S)`` sample on the CPU from a new generator and gives it to
+    every example: the same seed gives the same noise on every call, on every device and
+    for any batch composition (so a data set split over processes gets the noise of a
+    single process). A ``torch.Generator`` draws ``(N, C, *S)`` on its own device and
+    advances.
+    """
+    if isinstance(generator, torch.Generator):
+        z = draw(inputs.shape, generator=generator, dtype=inputs.dtype, device=generator.device)
+        return z.to(inputs.device)
+    g = make_generator(generator)
+    z = draw((1, *inputs.shape[1:]), generator=g, dtype=inputs.dtype)
+    return z.to(inputs.device).expand_as(inputs)
+
+
 def uniform_noise_baseline(
-    low: float | None = None, high: float | None = None, *, generator: torch.Generator | None = None
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    generator: int | torch.Generator = DEFAULT_SEED,
 ) -> Callable[[Tensor], Tensor]:
     """A baseline of uniform noise on ``[low, high)`` (Samek et al.'s AOPC perturbation).
 
     Args:
-        low, high: the range; None takes each example's own minimum and maximum.
-        generator: a ``torch.Generator`` on the inputs' device, for reproducible noise.
-            Every call draws new noise, so seed a new generator for every metric call that
-            must repeat exactly.
+        low, high: the range (finite numbers); None takes each example's own minimum and
+            maximum.
+        generator: an int seed (default 0) or a ``torch.Generator``. A seed gives the same
+            noise pattern on every call and to every example (scaled to its range), so a
+            metric is reproducible and does not depend on how examples are batched. A
+            generator draws independent noise for every example and every call, from its
+            own state. Torch's global random state is never used.
+
+    Raises:
+        TypeError: a range bound that is not a number, a generator of another type.
+        ValueError: NaN/inf bounds, ``low >= high``, a negative seed.
 
     Example:
         >>> import torch
-        >>> g = torch.Generator().manual_seed(0)
-        >>> uniform_noise_baseline(0.0, 1.0, generator=g)(torch.zeros(1, 1, 2)).shape
-        torch.Size([1, 1, 2])
+        >>> noise = uniform_noise_baseline(0.0, 1.0, generator=0)
+        >>> x = torch.zeros(2, 1, 3)
+        >>> torch.equal(noise(x), noise(x)), noise(x).shape
+        (True, torch.Size([2, 1, 3]))
     """
+    if low is not None:
+        low = check_finite_float(low, "low")
+    if high is not None:
+        high = check_finite_float(high, "high")
     if low is not None and high is not None and not low < high:
         raise ValueError(f"uniform noise needs low < high, got low={low}, high={high}")
+    make_generator(generator)  # refuse a bad generator now, not at the first call
 
     def uniform(inputs: Tensor) -> Tensor:
         dims = tuple(range(1, inputs.dim()))
         lo = inputs.amin(dim=dims, keepdim=True) if low is None else low
         hi = inputs.amax(dim=dims, keepdim=True) if high is None else high
-        u = torch.rand(inputs.shape, generator=generator, dtype=inputs.dtype, device=inputs.device)
-        return lo + (hi - lo) * u
+        return lo + (hi - lo) * _noise(torch.rand, generator, inputs)
 
     return uniform
 
 
 def normal_noise_baseline(
-    mean: float = 0.0, std: float = 1.0, *, generator: torch.Generator | None = None
+    mean: float = 0.0, std: float = 1.0, *, generator: int | torch.Generator = DEFAULT_SEED
 ) -> Callable[[Tensor], Tensor]:
     """A baseline of normal noise ``N(mean, std^2)`` (the X-ray AOPC study: mean 0, std 0.1).
 
     To add noise to the perturbed regions instead of replacing them, pass
-    ``lambda x: x + normal_noise_baseline(0, 0.1, generator=g)(x)`` as the baseline.
+    ``lambda x: x + normal_noise_baseline(0, 0.1)(x)`` as the baseline.
 
     Args:
-        mean, std: of the noise.
-        generator: a ``torch.Generator`` on the inputs' device, for reproducible noise.
+        mean, std: of the noise, finite numbers, ``std >= 0``.
+        generator: an int seed (default 0) or a ``torch.Generator``, as in
+            :func:`uniform_noise_baseline`.
+
+    Raises:
+        TypeError: a mean or std that is not a number, a generator of another type.
+        ValueError: NaN/inf, a negative std, a negative seed.
 
     Example:
         >>> import torch
@@ -213,12 +259,12 @@ def normal_noise_baseline(
         >>> normal_noise_baseline(0.0, 0.1, generator=g)(torch.zeros(1, 1, 2)).shape
         torch.Size([1, 1, 2])
     """
-    if not std >= 0:
-        raise ValueError(f"std must be >= 0, got {std}")
+    mean = check_finite_float(mean, "mean")
+    std = check_finite_float(std, "std", low=0)
+    make_generator(generator)
 
     def normal(inputs: Tensor) -> Tensor:
-        z = torch.randn(inputs.shape, generator=generator, dtype=inputs.dtype, device=inputs.device)
-        return mean + std * z
+        return mean + std * _noise(torch.randn, generator, inputs)
 
     return normal
 
@@ -228,18 +274,22 @@ def resolve_baseline(baselines: object, inputs: Tensor, name: str = "baselines")
 
     Raises:
         TypeError: a value of another type, or a callable that does not return a tensor.
-        ValueError: a tensor that does not broadcast to the inputs.
+        ValueError: NaN or inf values (also in a callable's output), a tensor that does not
+            broadcast to the inputs.
     """
-    if callable(baselines):
+    if callable(baselines) and not isinstance(baselines, Tensor):
         out = baselines(inputs)
         if not isinstance(out, Tensor):
             raise TypeError(f"the {name} callable must return a tensor, got {type(out).__name__}")
-    elif isinstance(baselines, (int, float, Tensor)) and not isinstance(baselines, bool):
-        out = torch.as_tensor(baselines, dtype=inputs.dtype, device=inputs.device)
+        check_baseline_value(out, f"the output of the {name} callable")
+    elif isinstance(baselines, (numbers.Real, Tensor)) and not isinstance(baselines, bool):
+        out = torch.as_tensor(
+            check_baseline_value(baselines, name), dtype=inputs.dtype, device=inputs.device
+        )
     else:
         raise TypeError(
             f"{name} must be a number, a tensor broadcastable to the inputs or a callable of "
-            f"the inputs, got {type(baselines).__name__}"
+            f"the inputs, got {baselines!r} ({type(baselines).__name__})"
         )
     try:
         out = out.to(dtype=inputs.dtype, device=inputs.device).expand_as(inputs)

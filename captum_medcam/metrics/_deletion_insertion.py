@@ -106,7 +106,14 @@ def _one(
     """Deletion and/or insertion curves in one pass; equal baselines share a substrate."""
     check_positive_int(n_steps, "n_steps")
     p = prepare(
-        forward_func, inputs, attributions, additional_forward_args, score, max_examples_per_batch
+        forward_func,
+        inputs,
+        attributions,
+        additional_forward_args,
+        score,
+        max_examples_per_batch,
+        target=target,
+        show_progress=show_progress,
     )
     n_vox = p.relevance[0, 0].numel()
     step = -(-n_vox // n_steps)
@@ -143,7 +150,13 @@ def _same_baseline(a: object, b: object) -> bool:
     if isinstance(a, Tensor) and isinstance(b, Tensor):
         return a.shape == b.shape and bool(torch.equal(a, b))
     numbers = (int, float)
-    return isinstance(a, numbers) and isinstance(b, numbers) and a == b
+    return (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+        and a == b
+    )
 
 
 def deletion_curve(

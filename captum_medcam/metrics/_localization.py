@@ -19,7 +19,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import unwrap_meta
+from captum_medcam.attr._checks import check_baseline_value, check_finite_float, unwrap_meta
 
 __all__ = [
     "attribution_dice",
@@ -125,9 +125,9 @@ def dilate_mask(masks: Tensor, radius: float) -> Tensor:
         >>> int(dilate_mask(m, 1.0).sum())  # the centre and its 4 neighbours
         5
     """
-    if isinstance(radius, bool) or not isinstance(radius, (int, float)) or not radius >= 0:
-        raise ValueError(f"the tolerance (radius) must be a number >= 0 in voxels, got {radius!r}")
-    r = math.floor(radius)
+    radius = check_finite_float(radius, "tolerance", low=0)
+    # offsets beyond the largest extent only reach the padding: capping them changes nothing
+    r = min(math.floor(radius), max(masks.shape[2:], default=0))
     if r == 0:
         return masks
     dist = torch.zeros(masks.shape, dtype=torch.float32, device=masks.device)
@@ -318,13 +318,14 @@ def _binarize(a: Tensor, threshold: float | Tensor | None, top_k_percent: float 
         raise ValueError("pass exactly one of threshold= or top_k_percent=")
     n, v = a.shape
     if top_k_percent is not None:
-        if isinstance(top_k_percent, bool) or not isinstance(top_k_percent, (int, float)):
-            raise TypeError(f"top_k_percent must be a number in (0, 100], got {top_k_percent!r}")
-        if not 0 < top_k_percent <= 100:
-            raise ValueError(f"top_k_percent must be in (0, 100], got {top_k_percent}")
+        check_finite_float(top_k_percent, "top_k_percent", low=0, high=100, low_open=True)
         k = max(1, math.ceil(v * top_k_percent / 100))
         kth = a.topk(k, dim=1).values[:, -1:]
         return a >= kth
+    if isinstance(threshold, Tensor) and threshold.numel() > 1:
+        check_baseline_value(threshold, "threshold")  # a finite real tensor
+    else:
+        threshold = check_finite_float(threshold, "threshold")
     t = torch.as_tensor(threshold, dtype=a.dtype, device=a.device)
     if t.dim() > 1 or (t.dim() == 1 and t.numel() not in (1, n)):
         raise ValueError(

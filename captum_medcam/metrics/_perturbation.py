@@ -23,9 +23,12 @@ import torch
 from torch import Tensor
 
 from captum_medcam.attr._checks import (
+    check_choice,
+    check_flags,
     check_forward_and_layer,
     check_inputs,
     check_positive_int,
+    check_target_type,
     format_additional_args,
     index_additional_args,
     per_sample_target,
@@ -70,7 +73,26 @@ def auc(curve: PerturbationCurve) -> Tensor:
         >>> auc(PerturbationCurve(torch.linspace(0, 1, 3), torch.tensor([[1.0, 0.5, 0.0]])))
         tensor([0.5000])
     """
+    _check_curve(curve, "curve")
     return torch.trapezoid(curve.scores, curve.x.to(curve.scores), dim=1)
+
+
+def _check_curve(curve: object, name: str) -> PerturbationCurve:
+    """Return ``curve`` if it is a :class:`PerturbationCurve` with ``x (T,)`` and ``(N, T)``."""
+    if not isinstance(curve, PerturbationCurve):
+        raise TypeError(
+            f"{name} must be a PerturbationCurve (from deletion_curve, insertion_curve or "
+            f"aopc_curve), got {type(curve).__name__}"
+        )
+    x, s = curve
+    if not isinstance(x, Tensor) or not isinstance(s, Tensor):
+        raise TypeError(f"{name}.x and {name}.scores must be tensors")
+    if x.dim() != 1 or s.dim() != 2 or s.shape[1] != x.shape[0]:
+        raise ValueError(
+            f"{name} must hold x of shape (T,) and scores of shape (N, T), got "
+            f"{tuple(x.shape)} and {tuple(s.shape)}"
+        )
+    return curve
 
 
 class Prepared(NamedTuple):
@@ -88,6 +110,9 @@ def prepare(
     additional_forward_args: object,
     score: object,
     max_examples_per_batch: object,
+    *,
+    target: object = None,
+    show_progress: object = False,
 ) -> Prepared:
     """Check the arguments every perturbation metric shares.
 
@@ -98,8 +123,9 @@ def prepare(
             ``score``, ``max_examples_per_batch < 1``.
     """
     check_forward_and_layer(forward_func)
-    if score not in _SCORES:
-        raise ValueError(f"score must be 'probability', 'logit' or 'correct', got {score!r}")
+    check_choice(score, "score", _SCORES)
+    check_target_type(target)
+    check_flags(show_progress=show_progress)
     if max_examples_per_batch is not None:
         check_positive_int(max_examples_per_batch, "max_examples_per_batch")
     x = check_inputs(unwrap_meta(inputs))  # type: ignore[arg-type]

@@ -20,10 +20,15 @@ from torch import Tensor, nn
 
 from captum_medcam.attr._cam import minmax_normalize, resize
 from captum_medcam.attr._checks import (
+    DEFAULT_SEED,
+    check_choice,
+    check_flags,
     check_inputs,
     check_positive_int,
+    check_target_type,
     format_additional_args,
     index_additional_args,
+    make_generator,
     unwrap_meta,
     user_stacklevel,
 )
@@ -278,16 +283,9 @@ def _measures(similarity: Iterable[str | SimilarityFunc]) -> dict[str, Similarit
     return out
 
 
-def _seeds(generator: torch.Generator | int | None, count: int) -> list[int]:
-    if isinstance(generator, bool) or not (
-        generator is None or isinstance(generator, (int, torch.Generator))
-    ):
-        raise TypeError(
-            f"generator must be a torch.Generator, an int seed or None, got {generator!r}"
-        )
-    if isinstance(generator, int):
-        generator = torch.Generator().manual_seed(generator)
-    return torch.randint(0, 2**62, (count,), generator=generator).tolist()
+def _seeds(generator: torch.Generator | int, count: int) -> list[int]:
+    g = make_generator(generator)
+    return torch.randint(0, 2**62, (count,), generator=g, device=g.device).tolist()
 
 
 def model_parameter_randomization(
@@ -306,7 +304,7 @@ def model_parameter_randomization(
     similarity: Sequence[str | SimilarityFunc] = ("spearman", "ssim"),
     absolute: bool = True,
     upsample: bool = True,
-    generator: torch.Generator | int | None = None,
+    generator: torch.Generator | int = DEFAULT_SEED,
     max_examples_per_batch: int | None = None,
     return_maps: bool = False,
     show_progress: bool = False,
@@ -334,7 +332,7 @@ def model_parameter_randomization(
     ``l`` is re-initialised under ``torch.manual_seed(seeds[l])`` inside
     ``torch.random.fork_rng``: the same generator gives the same result, the same layer
     gets the same weights in both modes, and torch's global random state is restored
-    afterwards. ``generator=None`` draws the seeds from torch's global generator.
+    afterwards.
 
     The user's model is never touched: its parameters, buffers, training flags and hooks
     are the same (bitwise) afterwards; even the original map is computed on the copy.
@@ -378,7 +376,9 @@ def model_parameter_randomization(
             figures); False keeps the sign.
         upsample: resize maps whose spatial size differs from the inputs' (layer
             attributions such as ``LayerGradCam``) to the inputs' size, linearly.
-        generator: a ``torch.Generator``, an int seed, or None.
+        generator: an int seed (default 0: the same call gives the same result) or a
+            ``torch.Generator`` (its state advances). Torch's global random state is never
+            used.
         max_examples_per_batch: examples per ``attribute`` call (None: all at once);
             bounds the memory of methods such as Integrated Gradients.
         return_maps: keep the map of every step in the result.
@@ -412,9 +412,14 @@ def model_parameter_randomization(
         raise TypeError(
             f"model must be a torch.nn.Module (it is deep-copied), got {type(model).__name__}"
         )
-    if mode not in ("cascading", "independent"):
-        raise ValueError(f"mode must be 'cascading' or 'independent', got {mode!r}")
+    check_choice(mode, "mode", ("cascading", "independent"))
     x = check_inputs(unwrap_meta(inputs))
+    check_target_type(target)
+    check_flags(
+        absolute=absolute, upsample=upsample, return_maps=return_maps, show_progress=show_progress
+    )
+    if layer is not None and not isinstance(layer, str):
+        raise TypeError(f"layer must be a dotted module name such as 'layer4', got {layer!r}")
     n = x.shape[0]
     chunk = (
         n
@@ -423,6 +428,14 @@ def model_parameter_randomization(
     )
     measures = _measures(similarity)
     reinit = _reset if reinit is None else reinit
+    if not callable(reinit):
+        raise TypeError(f"reinit must be a function of a module or None, got {reinit!r}")
+    if layers is not None and not isinstance(layers, str):
+        if not isinstance(layers, (list, tuple)) or not all(isinstance(m, str) for m in layers):
+            raise TypeError(f"layers must be dotted module names, got {layers!r}")
+        if not layers:
+            raise ValueError("layers is empty; give at least one module name, or None for all")
+    seeds_from = make_generator(generator)
     attribute_kwargs = dict(attribute_kwargs or {})
     args = format_additional_args(additional_forward_args)
 
@@ -437,7 +450,7 @@ def model_parameter_randomization(
         if not names:
             raise ValueError("layers is empty; give at least one module name, or None for all")
     modules = [_get_module(work, name) for name in names]
-    seeds = _seeds(generator, len(names))
+    seeds = _seeds(seeds_from, len(names))
     trained = (
         {k: v.clone() for k, v in work.state_dict().items()} if mode == "independent" else None
     )

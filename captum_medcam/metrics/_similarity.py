@@ -11,6 +11,8 @@ import math
 import torch
 from torch import Tensor
 
+from captum_medcam.attr._checks import check_finite_float, check_positive_int
+
 __all__ = ["spearman_rank_correlation", "structural_similarity"]
 
 
@@ -62,14 +64,17 @@ def spearman_rank_correlation(a: Tensor, b: Tensor) -> Tensor:
     voxels flattened), with tied values given their average rank, as
     ``scipy.stats.spearmanr`` does. Computed in float64 on the inputs' device.
 
-    A constant map has no ranking: its correlation is NaN (undefined), as in SciPy.
+    A constant map has no ranking: its correlation is NaN (undefined), as in SciPy. An
+    example whose ``a`` or ``b`` contains NaN also gets NaN (SciPy's default
+    ``nan_policy="propagate"``): a NaN has no rank, so no finite value would be honest.
+    ``inf`` values are ranked like any other.
 
     Args:
         a: ``(N, ...)``, floating point.
         b: same shape as ``a``.
 
     Returns:
-        ``(N,)`` in [-1, 1], in the dtype of ``a``.
+        ``(N,)`` in [-1, 1] (NaN for a constant map or a map with NaN), in the dtype of ``a``.
 
     Raises:
         TypeError: non-tensor or non-floating inputs.
@@ -88,7 +93,8 @@ def spearman_rank_correlation(a: Tensor, b: Tensor) -> Tensor:
     rb = rb - rb.mean(1, keepdim=True)
     num = (ra * rb).sum(1)
     den = (ra.square().sum(1) * rb.square().sum(1)).sqrt()
-    rho = torch.where(den > 0, num / den.clamp(min=1e-300), torch.full_like(num, math.nan))
+    undefined = (den <= 0) | a.flatten(1).isnan().any(1) | b.flatten(1).isnan().any(1)
+    rho = torch.where(undefined, torch.full_like(num, math.nan), num / den.clamp(min=1e-300))
     return rho.clamp(-1, 1).to(a.dtype)
 
 
@@ -153,7 +159,8 @@ def structural_similarity(
         k1, k2: the stabilising constants.
 
     Returns:
-        ``(N,)``, at most 1 (1 for identical maps), in the dtype of ``a``.
+        ``(N,)``, at most 1 (1 for identical maps), in the dtype of ``a``; NaN for an
+        example whose maps contain NaN or inf.
 
     Raises:
         TypeError: non-tensor or non-floating inputs.
@@ -170,15 +177,12 @@ def structural_similarity(
         raise ValueError(
             f"a and b must be shaped (N, C, *S) with 1 to 3 spatial dims, got {tuple(a.shape)}"
         )
-    if (
-        isinstance(window_size, bool)
-        or not isinstance(window_size, int)
-        or window_size < 1
-        or window_size % 2 == 0
-    ):
+    if check_positive_int(window_size, "window_size") % 2 == 0:
         raise ValueError(f"window_size must be an odd int >= 1, got {window_size!r}")
-    if not data_range > 0 or not sigma > 0:
-        raise ValueError(f"data_range and sigma must be > 0, got {data_range!r} and {sigma!r}")
+    data_range = check_finite_float(data_range, "data_range", low=0, low_open=True)
+    sigma = check_finite_float(sigma, "sigma", low=0, low_open=True)
+    k1 = check_finite_float(k1, "k1", low=0)
+    k2 = check_finite_float(k2, "k2", low=0)
     n, c, *spatial = a.shape
     size = min(window_size, *spatial)
     size -= 1 - size % 2  # the largest odd size that fits

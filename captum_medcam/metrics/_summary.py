@@ -10,6 +10,7 @@ from torch import Tensor
 
 from captum_medcam.attr._checks import (
     check_inputs,
+    check_int,
     check_positive_int,
     format_additional_args,
     index_additional_args,
@@ -118,8 +119,13 @@ def summarize(values: Tensor, mask: Tensor | None = None, *, correction: int = 0
         >>> str(summarize(torch.tensor([0.2, 0.4, 0.9]), torch.tensor([True, True, False])))
         '0.3000 ± 0.1000'
     """
+    if not isinstance(values, Tensor):
+        raise TypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
+    check_int(correction, "correction", low=0)
     v = values.detach().reshape(-1)
     if mask is not None:
+        if not isinstance(mask, Tensor):
+            raise TypeError(f"mask must be a bool tensor or None, got {type(mask).__name__}")
         if mask.dtype != torch.bool or mask.numel() != v.numel():
             raise ValueError(
                 f"mask must be a bool tensor with one entry per value ({v.numel()}), got "

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from captum_medcam.metrics._perturbation import PerturbationCurve, auc
+from captum_medcam.attr._checks import check_int
+from captum_medcam.metrics._perturbation import PerturbationCurve, _check_curve, auc
 
 __all__ = ["plot_deletion_insertion"]
 
@@ -49,6 +50,10 @@ def plot_deletion_insertion(
     ]
     if not curves:
         raise ValueError("pass a deletion curve, an insertion curve, or both")
+    for name, c in curves:
+        _check_curve(c, name)
+    if sample is not None:
+        check_int(sample, "sample")
     import matplotlib.pyplot as plt
 
     if ax is None:

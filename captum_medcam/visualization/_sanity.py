@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from captum_medcam.attr._checks import check_flags
 from captum_medcam.metrics._sanity import RandomizationResult
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported lazily
@@ -59,6 +60,11 @@ def plot_randomization(
         raise TypeError(
             f"result must be a RandomizationResult from model_parameter_randomization, got {type(result).__name__}"
         )
+    check_flags(show_examples=show_examples)
+    if measures is not None and (
+        isinstance(measures, str) or not all(isinstance(m, str) for m in measures)
+    ):
+        raise TypeError(f"measures must be a list of similarity names or None, got {measures!r}")
     names = list(result.similarity) if measures is None else list(measures)
     unknown = [m for m in names if m not in result.similarity]
     if unknown:

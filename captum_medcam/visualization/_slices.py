@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from captum_medcam.attr._checks import check_finite_float, check_int, check_tensor_finite
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -49,14 +51,24 @@ def plot_slices(
     """
     from matplotlib.figure import Figure
 
+    check_finite_float(alpha, "alpha", low=0, high=1)
+    if not isinstance(cmap, str):
+        raise TypeError(f"cmap must be the name of a matplotlib colour map, got {cmap!r}")
     vol = _as_volume(volume, "volume")
     att = _as_volume(attribution, "attribution")
+    check_tensor_finite(att.double(), "attribution")
     if att.shape != vol.shape:
         raise ValueError(
             f"attribution shape {tuple(att.shape)} differs from volume shape {tuple(vol.shape)}; "
             "upsample the map to the input first"
         )
     msk = _as_volume(mask, "mask") if mask is not None else None
+    if center is not None:
+        if not isinstance(center, Sequence) or len(center) != 3:
+            raise TypeError(f"center must be 3 ints (d, h, w), got {center!r}")
+        for c, extent in zip(center, vol.shape, strict=True):
+            if not 0 <= check_int(c, "center") < extent:
+                raise ValueError(f"center {tuple(center)} is outside the volume {tuple(vol.shape)}")
     if center is None:
         flat = int(att.argmax())
         center = (

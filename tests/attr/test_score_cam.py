@@ -329,7 +329,8 @@ def test_training_mode_warns_and_is_not_changed():
             ValueError,
             "NaN or inf",
         ),
-        ({"inputs": (torch.ones(1, 2, 8, 8),)}, TypeError, "single tensor"),
+        # a 1-tuple is Captum's form of one input (accepted); two inputs are refused
+        ({"inputs": (torch.ones(1, 2, 8, 8),) * 2}, TypeError, "single tensor"),
         ({"target": 3}, ValueError, r"target 3 is out of range for a model with 3 outputs"),
         ({"target": None}, ValueError, "target=None"),
         ({"target": [0, 1, 2]}, ValueError, "one per example"),

@@ -61,7 +61,13 @@ def test_map_equals_direct_call_and_keeps_metadata():
 
 @pytest.mark.parametrize(
     ("key", "value", "expected"),
-    [("label", 1, 1), ("label", torch.tensor([2]), 2), ("pred", torch.tensor([0.1, -3.0, 0.7]), 2)],
+    [
+        ("label", 1, 1),
+        ("label", torch.tensor([2]), 2),
+        ("pred", torch.tensor([0.1, -3.0, 0.7]), 2),
+        ("pred", MetaTensor(torch.tensor([1.0])), 1),  # AsDiscreted(argmax=True): an index
+        ("pred", torch.tensor([0.0, 1.0, 0.0]), 1),  # AsDiscreted(to_onehot=3)
+    ],
 )
 def test_target_from_key(key, value, expected):
     model = small_cnn(3, in_channels=1)

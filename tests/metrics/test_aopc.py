@@ -208,7 +208,9 @@ def test_errors() -> None:
         aopc(model, x, x, region_size=2, order="random")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="reduction must be"):
         aopc(model, x, x, region_size=2, reduction="max")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="n_regions must be between 1"):
+    with pytest.raises(ValueError, match="n_regions must be >= 1"):
         aopc(model, x, x, region_size=2, n_regions=0)
+    with pytest.raises(ValueError, match="n_regions must be between 1"):
+        aopc(model, x, x, region_size=2, n_regions=10**6)
     with pytest.raises(ValueError, match="score must be"):
         aopc(model, x, x, region_size=2, score="accuracy")  # type: ignore[arg-type]

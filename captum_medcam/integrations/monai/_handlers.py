@@ -9,11 +9,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from captum_medcam.attr._checks import unwrap_meta, wrap_meta
 from captum_medcam.evaluation import (
     Metric,
     apply_metrics,
     attribute_batch,
     batch_target,
+    check_attribute_kwargs,
+    check_evaluation_target,
     check_metrics,
     gather_values,
     summarize,
@@ -48,10 +51,25 @@ class AttributionHandler:
             ``ScoreCAM3D(net, net.layer4)``.
         metrics: name -> metric function (signature of :mod:`captum_medcam.metrics`);
             None for :func:`captum_medcam.evaluation.default_metrics`.
-        target: ``"pred"`` (argmax of the evaluator's prediction), ``"label"`` or a fixed
-            class.
+        target: ``"pred"`` (the class the evaluator predicted), ``"label"`` or a fixed
+            class. The prediction (and the label) may be in any form MONAI's postprocessing
+            leaves: class scores ``(N, K)`` (logits, or after ``Activationsd``: argmax), a
+            one-hot ``(N, K)`` (``AsDiscreted(to_onehot=K)``), class indices ``(N,)`` or
+            ``(N, 1)`` (``AsDiscreted(argmax=True)``: used as they are), with the
+            evaluator's ``decollate`` on or off; see
+            :func:`captum_medcam._targets.class_indices`. What names no single class (a
+            multi-label 0/1 prediction, one score per example) is a ``ValueError`` that
+            says what to store instead.
         image_key, pred_key, label_key: keys of ``engine.state.output`` (MONAI's ``Keys``).
         attribute_kwargs: options of ``attribution.attribute``.
+        map_key: if given, the maps are also put into ``engine.state.output[map_key]``
+            (into every item when the evaluator decollates), as ``MetaTensor`` s
+            ``(N, C', *S)`` (``(C', *S)`` per item) with the images' metadata, so that
+            handlers attached after this one, such as ``PostProcessing(Compose([Invertd(
+            map_key, pre, orig_keys=image_key), SaveImaged(map_key, ...)]),
+            event="ITERATION_COMPLETED")``, can invert and save them (with
+            ``decollate=False``, attach MONAI's ``DecollateBatch(event="ITERATION_COMPLETED")``
+            in between, as MONAI's transforms work on single samples).
 
     Example:
         >>> import torch
@@ -81,19 +99,29 @@ class AttributionHandler:
         pred_key: str = "pred",
         label_key: str = "label",
         attribute_kwargs: Mapping[str, Any] | None = None,
+        map_key: str | None = None,
     ) -> None:
+        if map_key is not None and not isinstance(map_key, str):
+            raise TypeError(f"map_key must be a str or None, got {map_key!r}")
+        if map_key is not None and map_key in (image_key, pred_key, label_key):
+            raise ValueError(
+                f"map_key {map_key!r} would overwrite the evaluator's {map_key!r}; choose "
+                "another key, e.g. 'cam'"
+            )
         if not callable(getattr(attribution, "attribute", None)):
             raise TypeError(
                 "attribution must be an attribution object with an attribute() method, "
                 f"got {type(attribution).__name__}"
             )
+        check_evaluation_target(target)
         self.attribution = attribution
         self.metrics = check_metrics(metrics)
         self.target = target
         self.image_key = image_key
         self.pred_key = pred_key
         self.label_key = label_key
-        self.attribute_kwargs = dict(attribute_kwargs or {})
+        self.attribute_kwargs = check_attribute_kwargs(attribute_kwargs)
+        self.map_key = map_key
         self.values: dict[str, Tensor] = {}
         self._parts: dict[str, list[Tensor]] = {}
 
@@ -109,7 +137,8 @@ class AttributionHandler:
         self._parts = {name: [] for name in self.metrics}
 
     def __call__(self, engine: Any) -> None:
-        images, preds, labels = self._unpack(engine.state.output)
+        output = engine.state.output
+        images, preds, labels = self._unpack(output)
         network = getattr(engine, "network", None)
         mode = getattr(engine, "mode", None)
         context = mode(network) if network is not None and callable(mode) else nullcontext()
@@ -121,9 +150,24 @@ class AttributionHandler:
             )
         for name, value in values.items():
             self._parts.setdefault(name, []).append(value)
+        if self.map_key is not None:
+            self._store_maps(output, maps)
 
-    def _unpack(self, output: Any) -> tuple[Tensor, Tensor | None, Any]:
-        """Images, predictions and labels of a batch, collated or decollated (a list of dicts)."""
+    def _store_maps(self, output: Any, maps: Tensor) -> None:
+        """Put the maps into the engine's output: per item, with each item's image metadata."""
+        if isinstance(output, Mapping):
+            output[self.map_key] = maps  # type: ignore[index]  # a MetaTensor for MetaTensor images
+            return
+        plain = unwrap_meta(maps)
+        for i, item in enumerate(output):
+            item[self.map_key] = wrap_meta(plain[i], item[self.image_key])
+
+    def _unpack(self, output: Any) -> tuple[Tensor, Any, Any]:
+        """Images, predictions and labels of a batch, collated or decollated (a list of dicts).
+
+        Decollated predictions and labels stay lists of per-sample values, which
+        :func:`~captum_medcam._targets.class_indices` reads.
+        """
         if isinstance(output, (list, tuple)) and output and isinstance(output[0], Mapping):
             rows = list(output)
             stack = {
@@ -133,13 +177,12 @@ class AttributionHandler:
                 raise KeyError(
                     f"image_key {self.image_key!r} is missing from the engine's output items"
                 )
-            collated = {
-                k: torch.stack([torch.as_tensor(v) for v in vals])
-                if all(v is not None for v in vals)
-                else None
-                for k, vals in stack.items()
-            }
-            return collated[self.image_key], collated[self.pred_key], collated[self.label_key]  # type: ignore[return-value]
+            images = torch.stack([unwrap_meta(torch.as_tensor(v)) for v in stack[self.image_key]])
+            rest = [
+                vals if all(v is not None for v in vals) else None
+                for vals in (stack[self.pred_key], stack[self.label_key])
+            ]
+            return images, rest[0], rest[1]
         if isinstance(output, Mapping):
             if self.image_key not in output:
                 raise KeyError(

@@ -9,6 +9,8 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
+from captum_medcam.attr._checks import check_flags, check_positive_int, format_additional_args
+
 __all__ = ["LayerInfo", "get_layer", "list_layers"]
 
 
@@ -67,7 +69,13 @@ def list_layers(
     """Every layer of ``model`` with its output shape for inputs of ``input_shape``.
 
     Runs one forward pass on zeros (no gradients) with hooks that are removed afterwards,
-    also when the forward raises. The model's mode is not changed.
+    also when the forward raises. The model is left exactly as it was, in either mode: its
+    mode is not changed, and a model in training mode, whose forward updates the batch-norm
+    statistics, gets every buffer back (saved before, copied back after, also when the
+    forward raises). Torch's global random state (dropout draws from it in training mode)
+    is restored too. Saving the buffers rather than running a deep copy keeps the memory
+    cost to the buffers (a copy would double the parameters) and works for models that
+    cannot be copied.
 
     Args:
         model: the network.
@@ -89,11 +97,16 @@ def list_layers(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    shape = tuple(int(s) for s in input_shape)
-    if len(shape) < 3 or any(s < 1 for s in shape):
+    if not isinstance(input_shape, (tuple, list, torch.Size)):
+        raise TypeError(
+            f"input_shape must be a tuple of ints (N, C, *spatial), got {input_shape!r}"
+        )
+    shape = tuple(check_positive_int(s, "input_shape") for s in input_shape)
+    if len(shape) < 3:
         raise ValueError(
             f"input_shape must be (N, C, *spatial) with positive sizes, got {tuple(input_shape)}"
         )
+    check_flags(spatial_only=spatial_only)
     param = next(iter(model.parameters()), None)
     x = torch.zeros(
         shape,
@@ -110,14 +123,18 @@ def list_layers(
 
         return hook
 
+    buffers = [(b, b.clone()) for b in model.buffers()]
+    devices = sorted({p.device.index or 0 for p in model.parameters() if p.is_cuda})
     handles = [m.register_forward_hook(hook_for(n, m)) for n, m in model.named_modules() if n]
     try:
-        with torch.no_grad():
-            args = additional_forward_args
-            model(x, *(() if args is None else args if isinstance(args, tuple) else (args,)))
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            model(x, *format_additional_args(additional_forward_args))
     finally:
         for h in handles:
             h.remove()
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
     infos = list(seen.values())
     if spatial_only:
         infos = [i for i in infos if len(i.output_shape) == len(shape)]

@@ -12,8 +12,9 @@ from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 from torch import Tensor
 
-from captum_medcam.attr._checks import unwrap_meta, wrap_meta
-from captum_medcam.evaluation import attribute_batch
+from captum_medcam._targets import class_indices
+from captum_medcam.attr._checks import check_flags, unwrap_meta, wrap_meta
+from captum_medcam.evaluation import attribute_batch, check_attribute_kwargs
 
 __all__ = ["Attributiond", "InvertAttributiond"]
 
@@ -25,22 +26,13 @@ def _missing_key(key: Hashable, data: Mapping[Hashable, Any], what: str) -> KeyE
 
 
 def _target_from(value: Any, key: Hashable) -> int:
-    """One class index from a label or a prediction stored in the data dict.
+    """One class index from a label or a prediction stored in the data dict (one sample).
 
-    One element (a class index) is that class; several (logits, probabilities, one-hot) give
-    their argmax.
+    A class index (an int, ``()`` or ``(1,)``, e.g. after ``AsDiscreted(argmax=True)``) is
+    that class; class scores or a one-hot ``(K,)`` give their argmax (see
+    :func:`captum_medcam._targets.class_indices`).
     """
-    t = torch.as_tensor(value.as_tensor() if isinstance(value, MetaTensor) else value)
-    if t.numel() == 0:
-        raise ValueError(f"the target under key {key!r} is empty")
-    if t.numel() == 1:
-        if t.is_floating_point() and t.item() != int(t.item()):
-            raise ValueError(
-                f"the target under key {key!r} is {t.item()}, not a class index; store the class "
-                "index or the class scores"
-            )
-        return int(t.item())
-    return int(t.flatten().argmax())
+    return int(class_indices([value], 1, name=f"the target under key {key!r}")[0])
 
 
 class Attributiond(MapTransform):
@@ -62,8 +54,9 @@ class Attributiond(MapTransform):
         attribution: e.g. ``ScoreCAM3D(model, model.layer4)`` or
             ``captum.attr.LayerGradCam(model, model.layer4)``.
         target: a fixed class (an int), a key of the data dict whose value gives the class
-            (a label holding the class index, or a prediction holding class scores, whose
-            argmax is taken), or None for a model with one output.
+            (a label or a prediction: a class index ``()`` or ``(1,)``, as
+            ``AsDiscreted(argmax=True)`` leaves it, or class scores or a one-hot ``(K,)``,
+            whose argmax is taken), or None for a model with one output.
         map_keys: where to store each map; default ``"{key}_map"``.
         attribute_kwargs: options passed to ``attribution.attribute``.
         allow_missing_keys: skip image keys that are missing.
@@ -93,6 +86,7 @@ class Attributiond(MapTransform):
         attribute_kwargs: Mapping[str, Any] | None = None,
         allow_missing_keys: bool = False,
     ) -> None:
+        check_flags(allow_missing_keys=allow_missing_keys)
         super().__init__(keys, allow_missing_keys)
         if not callable(getattr(attribution, "attribute", None)):
             raise TypeError(
@@ -108,7 +102,7 @@ class Attributiond(MapTransform):
             if map_keys is None
             else ensure_tuple_rep(map_keys, len(self.keys))
         )
-        self.attribute_kwargs = dict(attribute_kwargs or {})
+        self.attribute_kwargs = check_attribute_kwargs(attribute_kwargs)
 
     def __call__(self, data: Mapping[Hashable, Any]) -> dict[Hashable, Any]:
         d = dict(data)
@@ -177,6 +171,7 @@ class InvertAttributiond(MapTransform):
         nearest_interp: bool = False,
         allow_missing_keys: bool = False,
     ) -> None:
+        check_flags(nearest_interp=nearest_interp, allow_missing_keys=allow_missing_keys)
         super().__init__(keys, allow_missing_keys)
         self.orig_keys = ensure_tuple_rep(orig_keys, len(self.keys))
         self._invert = Invertd(
