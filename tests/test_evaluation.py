@@ -175,6 +175,7 @@ def _worker():
     return worker
 
 
+@pytest.mark.slow
 def test_two_processes_pipeline_equal_one_process(tmp_path):
     """The pipeline of `captum-medcam evaluate` (Score-CAM, Grad-CAM, the random map; curves,
     AOPC with seeded noise, masks) under torchrun with gloo: the same rows and curves on both
