@@ -34,7 +34,9 @@ lint: $(VENV)/.dev-installed
 typecheck: $(VENV)/.dev-installed
 	$(PY) -m mypy
 
+# The report's render test needs Chromium: found, or installed with apt-get when run as root.
 pytest: $(VENV)/.dev-installed
+	sh scripts/ensure-chromium.sh
 	$(PY) -m pytest
 
 test: lint typecheck pytest

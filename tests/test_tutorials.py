@@ -14,8 +14,13 @@ TUTORIALS = sorted((Path(__file__).parents[1] / "tutorials").glob("*.py"))
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", TUTORIALS, ids=[p.name for p in TUTORIALS])
-def test_tutorial_runs(path):
-    env = {**os.environ, "CAPTUM_MEDCAM_TUTORIAL_QUICK": "1", "MPLBACKEND": "Agg"}
+def test_tutorial_runs(path, tmp_path):
+    env = {
+        **os.environ,
+        "CAPTUM_MEDCAM_TUTORIAL_QUICK": "1",
+        "CAPTUM_MEDCAM_TUTORIAL_OUTPUT": str(tmp_path),
+        "MPLBACKEND": "Agg",
+    }
     done = subprocess.run(
         [sys.executable, str(path)], capture_output=True, text=True, env=env, timeout=600
     )

@@ -2,10 +2,12 @@
 
 One file, ``report.html``, opens offline: every figure is an embedded base64 PNG and the
 interactive view is a small slice scroller written in plain JavaScript. The scroller gets
-each volume as an 8-bit PNG mosaic of its slices, which the browser decodes natively; a
-64^3 map compresses to a few kB this way, where plotly would add ~4.5 MB of library and a
-JSON array of 262,144 numbers per volume and method. Beside it, ``report_figures/*.png``
-holds the same figures and ``report.json`` every number the page shows.
+each volume as an 8-bit PNG mosaic of its slices, which the browser decodes natively: a
+smooth 64^3 CAM takes 40-75 kB this way (a voxel-noise map 350 kB), where plotly would add
+its 4.8 MB library and a JSON array of 262,144 numbers per volume and method. Four volumes
+and five methods make a 0.9 MB page at 32^3 and 4.8 MB at 64^3. Beside it,
+``report_figures/*.png`` holds the same figures and ``report.json`` every number the page
+shows.
 
 matplotlib (and Pillow, which it requires) are imported inside the functions.
 """
@@ -407,14 +409,18 @@ def _example_figure(ex: _Checked, method: str) -> Figure:
     fig = Figure(figsize=(3.0 * n_panels, 3.0), dpi=80)
     fig.subplots_adjust(left=0.02, right=0.98, bottom=0.16, top=0.84, wspace=0.3)
     axes = list(fig.subplots(1, n_panels, squeeze=False)[0])
+    # volumes as plot_slices draws them (origin lower); 2D images the usual way up
+    origin = "upper" if two_d else "lower"
     if two_d:  # the image itself, then the overlay
-        _draw_image(axes.pop(0), ex.image, ex.rgb)
+        _draw_image(axes.pop(0), ex.image, ex.rgb, origin)
     for ax, (name, index) in zip(axes, panels, strict=False):
-        _draw_image(ax, ex.image[index], ex.rgb)
-        ax.imshow(shown[index].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, origin="lower")
+        _draw_image(ax, ex.image[index], ex.rgb, origin)
+        if span > 0:  # a constant map has nothing to show
+            ax.imshow(shown[index].numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1, origin=origin)
         if ex.mask is not None and bool(ex.mask[index].any()):
             ax.contour(ex.mask[index].float().numpy(), levels=[0.5], colors="white", linewidths=1.2)
-        ax.set_title(method if two_d else name, fontsize=10)
+        title = method if two_d else name
+        ax.set_title(title if span > 0 else f"{title} (constant map)", fontsize=10)
     if method in ex.curves:
         ax = axes[len(panels)]
         given = ex.curves[method]
@@ -434,11 +440,11 @@ def _example_figure(ex: _Checked, method: str) -> Figure:
     return fig
 
 
-def _draw_image(ax: Any, image: Tensor, rgb: bool) -> None:
+def _draw_image(ax: Any, image: Tensor, rgb: bool, origin: str) -> None:
     if rgb:
-        ax.imshow(image.numpy(), origin="lower")
+        ax.imshow(image.numpy(), origin=origin)
     else:
-        ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, origin="lower")
+        ax.imshow(image.numpy(), cmap="gray", vmin=0, vmax=1, origin=origin)
     ax.set_title("image", fontsize=10)
     ax.set_axis_off()
 
@@ -668,6 +674,8 @@ def _named(value: Any, names: Sequence[str] | None) -> str:
     if value is None:
         return "–"
     plain = _jsonable(value)
+    while isinstance(plain, list) and len(plain) == 1 and (names is None or len(names) > 1):
+        plain = plain[0]  # a class index stored as a one-element vector, as MedMNIST does
     if isinstance(plain, list):
         if names is not None and all(v in (0, 1) for v in plain) and len(plain) == len(names):
             on = [names[i] for i, v in enumerate(plain) if v]
@@ -796,7 +804,10 @@ def _comparison_table(
         ]
         if len(means) > 1:
             best[metric] = min(means) if _lower_is_better(metric) else max(means)
-    out = ['<table class="compare"><caption>mean ± std (n) per method; best in bold</caption>']
+    out = [
+        '<div class="wide"><table class="compare">'
+        "<caption>mean ± std (n) per method; best in bold</caption>"
+    ]
     out.append(
         "<tr><th>method</th>" + "".join(f"<th>{esc(m)} {_arrow(m)}</th>" for m in metrics) + "</tr>"
     )
@@ -813,7 +824,7 @@ def _comparison_table(
             bold = metric in best and stats["mean"] == best[metric]
             cells.append(f"<td><b>{text}</b></td>" if bold else f"<td>{text}</td>")
         out.append(f"<tr><th>{esc(method)}</th>{''.join(cells)}</tr>")
-    out.append("</table>")
+    out.append("</table></div>")
     return "".join(out)
 
 
@@ -867,7 +878,7 @@ def _viewer_html(n: int, ex: _Checked, methods: Sequence[str]) -> str:
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 1.5em auto;
-       max-width: 1250px; padding: 0 1em; color: #222; }
+       max-width: 1400px; padding: 0 1em; color: #222; }
 h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ccc; margin-top: 1.6em; }
 .meta, nav { color: #555; font-size: 0.9em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.85em; }
@@ -875,6 +886,8 @@ th, td { border: 1px solid #ccc; padding: 3px 7px; text-align: right; }
 th:first-child, caption { text-align: left; } caption { font-weight: bold; padding: 2px 0; }
 .cards { display: flex; flex-wrap: wrap; gap: 1em; }
 table.config td { text-align: left; }
+table.compare td, table.compare th { white-space: nowrap; }
+.wide { overflow-x: auto; }
 img.figure { display: block; max-width: 100%; margin: 0.5em 0; }
 section.example { border-top: 1px solid #eee; margin-top: 1em; }
 .viewer { background: #f6f6f6; padding: 0.5em 0.8em; border-radius: 6px; }
@@ -889,7 +902,8 @@ section.example { border-top: 1px solid #eee; margin-top: 1em; }
 
 # The slice scroller: decodes each PNG mosaic once into a byte array, then draws the
 # three planes through the current position, the map in jet over the grey image and the
-# mask's outline in white. Rows are drawn bottom-up, like the PNG figures (origin lower).
+# mask's outline in white. Like the PNG figures, volume planes are drawn bottom-up (origin
+# lower, as plot_slices does) and 2D images top-down.
 _JS = r"""
 (function () {
   const DATA = JSON.parse(document.getElementById("viewer-data").textContent);
@@ -934,27 +948,33 @@ _JS = r"""
     const sliders = Array.from(el.querySelectorAll("input[data-axis]"));
     const canvases = Array.from(el.querySelectorAll("canvas"));
     const pos = ex.maps[select.value].peak.slice();
+    const flip = shape[0] > 1;  // volumes bottom-up like the PNGs; 2D images top-down
     function draw() {
       const map = maps[select.value], a = alpha.value / 100;
       sliders.forEach(s => { s.value = pos[+s.dataset.axis]; s.nextSibling.textContent = pos[+s.dataset.axis]; });
       let lit = 0;
       for (const cv of canvases) {
         const [R, C, at] = plane(+cv.dataset.axis, shape, pos);
-        cv.width = C; cv.height = R;
-        const ctx = cv.getContext("2d"), img = ctx.createImageData(C, R);
+        // each voxel is a k x k block, so the mask's outline can run between voxels
+        const k = Math.max(1, Math.floor(256 / Math.max(R, C)));
+        cv.width = C * k; cv.height = R * k;
+        const ctx = cv.getContext("2d"), img = ctx.createImageData(C * k, R * k);
+        const inMask = (r, c) => r >= 0 && c >= 0 && r < R && c < C && mask[at(r, c)] > 127;
         for (let r = 0; r < R; r++) for (let c = 0; c < C; c++) {
-          const v = at(r, c), o = ((R - 1 - r) * C + c) * 4, j = map[v] * 3;
-          let rgb = [0, 1, 2].map(k => (1 - a) * image[v * 3 + k] + a * LUT[j + k]);
-          if (mask && showMask.checked && mask[v]) {
-            const edge = [[1, 0], [-1, 0], [0, 1], [0, -1]].some(([dr, dc]) => {
-              const rr = r + dr, cc = c + dc;
-              return rr < 0 || cc < 0 || rr >= R || cc >= C || !mask[at(rr, cc)];
-            });
-            if (edge) rgb = [255, 255, 255];
-          }
-          img.data[o] = rgb[0]; img.data[o + 1] = rgb[1]; img.data[o + 2] = rgb[2];
-          img.data[o + 3] = 255;
+          const v = at(r, c), j = map[v] * 3;
+          const rgb = [0, 1, 2].map(i => (1 - a) * image[v * 3 + i] + a * LUT[j + i]);
           if (rgb[0] + rgb[1] + rgb[2] > 30) lit++;
+          const edge = mask && showMask.checked && inMask(r, c)
+            ? [!inMask(r + (flip ? 1 : -1), c), !inMask(r + (flip ? -1 : 1), c),
+               !inMask(r, c - 1), !inMask(r, c + 1)]
+            : null;  // top, bottom, left, right as drawn
+          for (let y = 0; y < k; y++) for (let x = 0; x < k; x++) {
+            const o = (((flip ? R - 1 - r : r) * k + y) * C * k + c * k + x) * 4;
+            const white = edge && ((edge[0] && y === 0) || (edge[1] && y === k - 1) ||
+                                   (edge[2] && x === 0) || (edge[3] && x === k - 1));
+            for (let i = 0; i < 3; i++) img.data[o + i] = white ? 255 : rgb[i];
+            img.data[o + 3] = 255;
+          }
         }
         ctx.putImageData(img, 0, 0);
       }
@@ -963,8 +983,10 @@ _JS = r"""
     sliders.forEach(s => s.addEventListener("input", () => { pos[+s.dataset.axis] = +s.value; draw(); }));
     canvases.forEach(cv => cv.addEventListener("click", ev => {
       const axis = +cv.dataset.axis, rect = cv.getBoundingClientRect();
-      const c = Math.floor((ev.clientX - rect.left) / rect.width * cv.width);
-      const r = cv.height - 1 - Math.floor((ev.clientY - rect.top) / rect.height * cv.height);
+      const [R, C] = plane(axis, shape, pos);
+      const c = Math.min(C - 1, Math.floor((ev.clientX - rect.left) / rect.width * C));
+      const row = Math.min(R - 1, Math.floor((ev.clientY - rect.top) / rect.height * R));
+      const r = flip ? R - 1 - row : row;
       const free = [0, 1, 2].filter(k => k !== axis);
       pos[free[0]] = r; pos[free[1]] = c;
       draw();

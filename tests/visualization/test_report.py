@@ -184,3 +184,17 @@ def test_report_rejects_bad_input(tmp_path, change, error, match):
 def test_report_rejects_a_mapping_as_results(tmp_path):
     with pytest.raises(TypeError, match="results must be a sequence"):
         write_report(tmp_path, results={"method": "x"}, summary={})  # type: ignore[arg-type]
+
+
+def test_report_names_classes_and_multi_label_vectors(tmp_path):
+    examples, rows, summary = _case((12, 10), n_examples=1)
+    examples[0].label = torch.tensor([0, 1, 1])
+    examples[0].class_names = ["effusion", "mass", "nodule"]
+    examples[0].prediction = 2
+    page = write_report(tmp_path, results=rows, summary=summary, examples=examples).read_text()
+    assert "target 1 (mass) · label mass, nodule · prediction 2 (nodule)" in page
+    numbers = json.loads((tmp_path / "report.json").read_text())
+    assert numbers["examples"][0]["label"] == [0, 1, 1]
+    examples[0].label = torch.tensor([2])  # MedMNIST keeps a class index as (1,)
+    page = write_report(tmp_path, results=rows, summary=summary, examples=examples).read_text()
+    assert "label 2 (nodule)" in page
