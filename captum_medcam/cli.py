@@ -330,11 +330,11 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
     def save_maps(method: str, batch: EvaluatedBatch) -> None:
         assert table is not None
         folder = output / "maps"
-        folder.mkdir(exist_ok=True)
         for i, index in enumerate(batch.indices.tolist()):
             affine, shape = table.space(index)
-            if affine is None:
+            if affine is None:  # maps go to NIfTI only where the input was NIfTI
                 continue
+            folder.mkdir(exist_ok=True)
             att = batch.maps[i].detach().sum(0, keepdim=True).float().cpu()
             att = resize(att[None], shape)[0] if tuple(att.shape[1:]) != tuple(shape) else att
             stem = table.path(index).name.removesuffix(".gz").removesuffix(".nii")

@@ -546,3 +546,46 @@ def test_errors_say_what_to_do(tmp_path, capsys):
     )
     assert code == 2
     assert "unknown method 'nosuch'; choose from" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore:no --weights given")
+def test_evaluate_png_table(tmp_path, capsys):
+    """A CSV of 2D PNG images (grey) with labels and PNG masks."""
+    from PIL import Image
+
+    rng = np.random.default_rng(2)
+    rows = ["image,label,mask"]
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (20, 24), dtype=np.uint8)).save(tmp_path / f"x{i}.png")
+        mask = np.zeros((20, 24), np.uint8)
+        mask[4:9, 5:12] = 255
+        Image.fromarray(mask).save(tmp_path / f"m{i}.png")
+        rows.append(f"x{i}.png,{i % 2},m{i}.png")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    out = tmp_path / "out"
+    run(
+        [
+            "evaluate",
+            "--data",
+            str(tmp_path / "table.csv"),
+            "--network",
+            NET_2D % (1, 2),
+            "--methods",
+            "random,saliency",
+            "--metrics",
+            "deletion,energy_pointing_game",
+            "--n-steps",
+            "4",
+            "--output",
+            str(out),
+            "--no-progress",
+            "--no-report",
+        ],
+        capsys,
+    )
+    rows_out = read_rows(out / "results.csv")
+    assert [r["label"] for r in rows_out] == ["0", "0", "1", "1", "0", "0"]
+    # the random map's energy inside the mask is about the mask's share of the image
+    energy = [float(r["energy_pointing_game"]) for r in rows_out if r["method"] == "random"]
+    assert all(0.02 < e < 0.25 for e in energy)  # the mask covers 35 / 480 = 7.3 %
+    assert not (out / "maps").exists()  # maps are written as NIfTI for NIfTI inputs only
