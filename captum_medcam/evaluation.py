@@ -12,15 +12,20 @@ A metric is any callable with the signature of :mod:`captum_medcam.metrics`::
         -> Tensor (N,)
 
 Use :func:`functools.partial` to fix its options, e.g.
-``partial(deletion_auc, n_steps=64, max_examples_per_batch=32)``.
+``partial(deletion_auc, n_steps=64, max_examples_per_batch=32)``. A metric that also takes
+a ``masks`` keyword (``(N, 1, *S)`` ground truth) receives each sample's mask; wrap the
+localization metrics with :func:`localization_metric` for that.
 """
 
 from __future__ import annotations
 
+import csv
+import inspect
 import os
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,11 +46,13 @@ from captum_medcam.attr._checks import (
 )
 
 __all__ = [
+    "EvaluatedBatch",
     "EvaluationResult",
     "Metric",
     "attribute_batch",
     "default_metrics",
     "evaluate_dataset",
+    "localization_metric",
     "run_distributed",
 ]
 
@@ -144,14 +151,73 @@ def attribute_batch(
     return wrap_meta(maps, inputs)
 
 
+def localization_metric(function: Callable[..., Tensor], **options: Any) -> Metric:
+    """Turn a localization metric ``f(attributions, masks, **options)`` into a data-set metric.
+
+    :func:`evaluate_dataset` passes each sample's mask (the ``mask_key`` entry of dict
+    samples, or the third element of tuples) to metrics that take a ``masks`` keyword.
+    Samples with an empty mask (e.g. a healthy volume) give NaN unless ``empty_mask`` is
+    set otherwise; NaN values are left out of the summary (its ``n`` says how many count).
+
+    Args:
+        function: e.g. :func:`captum_medcam.metrics.pointing_game`.
+        **options: its options, e.g. ``tolerance=2`` (``empty_mask`` defaults to ``"nan"``).
+
+    Returns:
+        ``metric(forward_func, inputs, attributions, target=None,
+        additional_forward_args=None, *, masks) -> (N,)``.
+
+    Example:
+        >>> import torch
+        >>> from captum_medcam.metrics import pointing_game
+        >>> metric = localization_metric(pointing_game, tolerance=1)
+        >>> maps = torch.zeros(1, 1, 4, 4)
+        >>> maps[0, 0, 1, 1] = 1.0
+        >>> mask = torch.zeros(1, 1, 4, 4, dtype=torch.bool)
+        >>> mask[0, 0, 1, 2] = True
+        >>> metric(None, torch.zeros(1, 1, 4, 4), maps, masks=mask)
+        tensor([1.])
+    """
+    if not callable(function):
+        raise TypeError(f"function must be a localization metric, got {type(function).__name__}")
+    options.setdefault("empty_mask", "nan")
+
+    def metric(
+        forward_func: Any,
+        inputs: Tensor,
+        attributions: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        masks: Tensor,
+    ) -> Tensor:
+        return function(attributions, masks.to(attributions.device), **options)
+
+    metric.__name__ = getattr(function, "__name__", "localization_metric")
+    return metric
+
+
+def _wants_masks(metric: Metric) -> bool:
+    """Whether ``metric`` takes a ``masks`` keyword."""
+    try:
+        return "masks" in inspect.signature(metric).parameters
+    except (TypeError, ValueError):  # builtins without a signature
+        return False
+
+
 def apply_metrics(
     metrics: Mapping[str, Metric],
     forward_func: Callable[..., Tensor],
     inputs: Tensor,
     maps: Tensor,
     target: Any,
+    masks: Tensor | None = None,
+    on_metric: Callable[[str], None] | None = None,
 ) -> dict[str, Tensor]:
-    """Score ``maps`` with every metric; each returns one value per example ``(N,)``."""
+    """Score ``maps`` with every metric; each returns one value per example ``(N,)``.
+
+    Metrics that take a ``masks`` keyword get ``masks`` (``(N, 1, *S)``).
+    """
     x = unwrap_meta(inputs)
     maps = unwrap_meta(maps)
     values = {}
@@ -159,7 +225,18 @@ def apply_metrics(
         if torch.is_inference(x):
             x = x.clone()
         for name, metric in metrics.items():
-            value = metric(forward_func, x, maps, target=target)
+            if on_metric is not None:
+                on_metric(name)
+            kwargs: dict[str, Any] = {}
+            if _wants_masks(metric):
+                if masks is None:
+                    raise ValueError(
+                        f"metric {name!r} compares the maps with ground-truth masks, but the "
+                        "samples have none; give each sample a mask (the mask_key entry of a "
+                        "dict sample, or the third element of a tuple) or drop the metric"
+                    )
+                kwargs["masks"] = unwrap_meta(masks)
+            value = metric(forward_func, x, maps, target=target, **kwargs)
             if not isinstance(value, Tensor) or value.shape != (x.shape[0],):
                 shape = tuple(value.shape) if isinstance(value, Tensor) else type(value).__name__
                 raise ValueError(
@@ -195,28 +272,161 @@ def summarize(values: Tensor) -> tuple[float, float]:
     return float(v.mean()), float(v.std(correction=0))
 
 
+def _finite_summary(values: Tensor) -> tuple[float, float, int]:
+    """Mean, population std and count of the values that are not NaN."""
+    v = values.double()
+    v = v[~torch.isnan(v)]
+    return (*summarize(v), int(v.numel()))
+
+
+def _cell(value: Tensor | None, i: int) -> Any:
+    """One sample's entry as a plain Python value (a list for a vector)."""
+    if value is None:
+        return None
+    item = value[i]
+    if item.dim() > 0:
+        return item.tolist()
+    return bool(item) if item.dtype == torch.bool else item.item()
+
+
 @dataclass(frozen=True)
 class EvaluationResult:
     """Per-sample metric values of a data set, in data-set order.
 
     Attributes:
-        values: metric name -> ``(M,)`` values, one per sample.
+        values: metric name -> ``(M,)`` values, one per sample (NaN where a metric has no
+            value, e.g. a localization metric on a sample without a lesion).
         targets: ``(M,)`` the class explained for each sample.
-        indices: ``(M,)`` each sample's index in the data set (``arange(M)``).
+        indices: ``(M,)`` each sample's index in the data set (``arange(M)`` unless
+            ``correct_only`` left samples out).
+        predictions: ``(M,)`` the class the model predicts (argmax of its output).
+        labels: ``(M,)`` class labels, or ``(M, K)`` multi-label vectors; None when the
+            samples have no labels.
+        correct: ``(M,)`` bool, whether the prediction is right (for multi-label vectors:
+            whether the predicted class is one of the positive labels); None without labels.
+        method: a name for the attribution method, written into the exported rows.
+        summary: metric name -> ``(mean, std)`` over the samples, NaN values left out.
+        counts: metric name -> the number of values in the summary (not NaN).
     """
 
     values: dict[str, Tensor]
     targets: Tensor
     indices: Tensor
+    predictions: Tensor | None = None
+    labels: Tensor | None = None
+    correct: Tensor | None = None
+    method: str | None = None
     summary: dict[str, tuple[float, float]] = field(init=False)
+    counts: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "summary", {k: summarize(v) for k, v in self.values.items()})
+        stats = {k: _finite_summary(v) for k, v in self.values.items()}
+        object.__setattr__(self, "summary", {k: (m, s) for k, (m, s, _) in stats.items()})
+        object.__setattr__(self, "counts", {k: n for k, (_, _, n) in stats.items()})
 
     def __str__(self) -> str:
-        lines = [f"{len(self.indices)} samples"]
+        lines = [f"{len(self.indices)} samples" + (f" ({self.method})" if self.method else "")]
         lines += [f"{name}: {mean:.4f} +- {std:.4f}" for name, (mean, std) in self.summary.items()]
         return "\n".join(lines)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per sample: ``index, label, prediction, correct, target, method`` and
+        one float per metric (the columns of ``results.csv``)."""
+        out = []
+        for i in range(len(self.indices)):
+            row: dict[str, Any] = {
+                "index": int(self.indices[i]),
+                "label": _cell(self.labels, i),
+                "prediction": _cell(self.predictions, i),
+                "correct": _cell(self.correct, i),
+                "target": _cell(self.targets, i),
+                "method": self.method,
+            }
+            row.update({name: float(v[i]) for name, v in self.values.items()})
+            out.append(row)
+        return out
+
+    def summary_dict(self) -> dict[str, dict[str, float]]:
+        """metric -> ``{"mean": ..., "std": ..., "n": ...}`` (NaN values left out)."""
+        return {
+            name: {"mean": mean, "std": std, "n": self.counts[name]}
+            for name, (mean, std) in self.summary.items()
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"method": ..., "results": rows(), "summary": summary_dict()}``: plain Python
+        values, ready for :func:`json.dump` (NaN stays a float NaN)."""
+        return {"method": self.method, "results": self.rows(), "summary": self.summary_dict()}
+
+    def to_csv(self, path: str | os.PathLike[str]) -> Path:
+        """Write :meth:`rows` to a CSV file (multi-label vectors as ``"0 1 0 ..."``).
+
+        Returns:
+            The file's path.
+        """
+        return write_csv(self.rows(), path)
+
+    def to_pandas(self) -> Any:
+        """:meth:`rows` as a ``pandas.DataFrame`` (needs pandas).
+
+        Raises:
+            ImportError: pandas is not installed (``pip install pandas``).
+        """
+        try:
+            import pandas as pd
+        except ImportError as error:  # pragma: no cover - pandas is in the dev extra
+            raise ImportError(
+                "EvaluationResult.to_pandas needs pandas: pip install pandas "
+                "(or use to_csv / to_dict)"
+            ) from error
+        return pd.DataFrame(self.rows())
+
+
+def write_csv(rows: Iterable[Mapping[str, Any]], path: str | os.PathLike[str]) -> Path:
+    """Write result rows (dicts with the same keys) to ``path``; lists become ``"a b c"``."""
+    rows = list(rows)
+    path = Path(path)
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns]
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    k: " ".join(str(x) for x in v)
+                    if isinstance(v, list)
+                    else ("" if v is None else v)
+                    for k, v in row.items()
+                }
+            )
+    return path
+
+
+@dataclass(frozen=True)
+class EvaluatedBatch:
+    """What :func:`evaluate_dataset` passes to ``on_batch`` after each batch.
+
+    Attributes:
+        indices: ``(B,)`` the samples' indices in the data set.
+        inputs: ``(B, C, *S)`` the model's inputs (on the evaluation device).
+        maps: ``(B, C', *S)`` the attribution maps at input resolution.
+        targets: ``(B,)`` the classes explained.
+        predictions: ``(B,)`` the predicted classes.
+        labels: ``(B,)`` or ``(B, K)``, or None.
+        masks: ``(B, 1, *S)`` ground truth, or None.
+        values: metric name -> ``(B,)``.
+    """
+
+    indices: Tensor
+    inputs: Tensor
+    maps: Tensor
+    targets: Tensor
+    predictions: Tensor
+    labels: Tensor | None
+    masks: Tensor | None
+    values: dict[str, Tensor]
 
 
 def _split_batch(batch: Any, image_key: str, label_key: str) -> tuple[Tensor, Any]:
@@ -232,6 +442,45 @@ def _split_batch(batch: Any, image_key: str, label_key: str) -> tuple[Tensor, An
     raise TypeError(
         f"a batch must be a dict (MONAI) or a tuple (images, labels), got {type(batch).__name__}"
     )
+
+
+def _batch_masks(batch: Any, mask_key: str) -> Any:
+    """The masks of a dict batch (``mask_key``) or of a tuple's third element, or None."""
+    if isinstance(batch, Mapping):
+        return batch.get(mask_key)
+    if isinstance(batch, (tuple, list)) and len(batch) > 2:
+        return batch[2]
+    return None
+
+
+def _labels_tensor(labels: Any, n: int) -> Tensor | None:
+    """Labels as ``(n,)`` class indices or ``(n, K)`` vectors, or None."""
+    if labels is None:
+        return None
+    t = torch.as_tensor(unwrap_meta(labels) if isinstance(labels, Tensor) else labels)
+    if t.numel() == n:
+        return t.reshape(n)
+    if t.dim() >= 2 and t.shape[0] == n:
+        return t.reshape(n, -1)
+    raise ValueError(f"labels of shape {tuple(t.shape)} do not give one label per example ({n})")
+
+
+def correctness(predictions: Tensor, labels: Tensor) -> Tensor:
+    """``(N,)`` bool: the prediction equals the label, or, for ``(N, K)`` label vectors
+    (one-hot or multi-label), the predicted class is a positive label."""
+    labels = labels.to(predictions.device)
+    if labels.dim() == 1:
+        return predictions == labels.long()
+    return labels.gather(1, predictions.reshape(-1, 1)).reshape(-1) > 0
+
+
+def _take(target: Any, keep: Tensor, n: int) -> Any:
+    """The entries of a per-example target at ``keep``; a shared target is returned as is."""
+    if isinstance(target, Tensor) and target.dim() > 0 and target.shape[0] == n:
+        return target[keep.to(target.device)]
+    if isinstance(target, list) and len(target) == n:
+        return [target[int(i)] for i in keep]
+    return target
 
 
 def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any:
@@ -307,7 +556,10 @@ def gather_values(local: dict[str, Tensor], world_size: int) -> dict[str, Tensor
 
     gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, {k: v.cpu() for k, v in local.items()})
-    return {k: torch.cat([g[k] for g in gathered]) for k in local}
+    # a rank without samples sends (0,) tensors, which do not cat with (m, K) label vectors
+    return {
+        k: torch.cat([g[k] for g in gathered if g[k].numel()] or [gathered[0][k]]) for k in local
+    }
 
 
 def evaluate_dataset(
@@ -321,9 +573,13 @@ def evaluate_dataset(
     num_workers: int = 0,
     image_key: str = "image",
     label_key: str = "label",
+    mask_key: str = "mask",
     device: torch.device | str | None = None,
     attribute_kwargs: Mapping[str, Any] | None = None,
     show_progress: bool = True,
+    correct_only: bool = False,
+    method: str | None = None,
+    on_batch: Callable[[EvaluatedBatch], None] | None = None,
 ) -> EvaluationResult:
     """Compute a map and every metric for each sample of a data set, and their summary.
 
@@ -339,6 +595,8 @@ def evaluate_dataset(
     call this function.
 
     The model is used as it is: call ``model.eval()`` first (a warning says so otherwise).
+    It is run once more per batch, without gradients, for the predictions (and the
+    correctness, when the samples have labels).
 
     Args:
         model: the classifier, ``(N, C, *S) -> (N, K)``; used by the metrics and for
@@ -355,21 +613,32 @@ def evaluate_dataset(
             batch's labels), or a fixed Captum target (an int).
         batch_size: samples per batch (default: the loader's, or 1).
         num_workers: loader workers when ``data`` is a data set.
-        image_key, label_key: keys of dict samples.
+        image_key, label_key, mask_key: keys of dict samples. Tuple samples are
+            ``(image, label)`` or ``(image, label, mask)``. The masks ``(1, *S)`` go to
+            the metrics that take a ``masks`` keyword (see :func:`localization_metric`).
         device: where the inputs are moved (default: the model's parameters' device).
         attribute_kwargs: options of ``attribution.attribute`` (e.g.
             ``{"perturbations_per_eval": 32}``).
-        show_progress: a progress bar (on rank 0).
+        show_progress: a progress bar on stderr (on rank 0) that counts volumes and names
+            the stage (maps, then each metric) of the current batch.
+        correct_only: evaluate only the samples the model classifies correctly (needs
+            labels), as in the X-ray AOPC study; the others get no map.
+        method: a name for the attribution, shown in the progress bar and the exports.
+        on_batch: called after every batch with an :class:`EvaluatedBatch` (the maps,
+            inputs and values), e.g. to save maps; on each rank, for its own samples.
 
     Returns:
         :class:`EvaluationResult` with per-sample values ``(M,)`` in data-set order, the
-        targets, and ``summary[name] = (mean, std)``.
+        targets, predictions, labels and correctness, ``summary[name] = (mean, std)``, and
+        exports (:meth:`~EvaluationResult.to_csv`, :meth:`~EvaluationResult.to_dict`,
+        :meth:`~EvaluationResult.to_pandas`).
 
     Raises:
         TypeError: an iterable data set (its length is needed to split it), bad metrics, an
             option of the wrong type.
         ValueError: a metric that does not return one value per example, bad targets,
-            ``batch_size < 1``, ``num_workers < 0``.
+            ``batch_size < 1``, ``num_workers < 0``, ``correct_only`` without labels, a mask
+            metric without masks.
         KeyError: ``image_key`` missing from the samples.
 
     Example:
@@ -394,7 +663,14 @@ def evaluate_dataset(
     if batch_size is not None:
         check_positive_int(batch_size, "batch_size")
     check_int(num_workers, "num_workers", low=0)
-    check_flags(show_progress=show_progress)
+    check_flags(show_progress=show_progress, correct_only=correct_only)
+    for name, key in (("image_key", image_key), ("label_key", label_key), ("mask_key", mask_key)):
+        if not isinstance(key, str):
+            raise TypeError(f"{name} must be a string, got {key!r}")
+    if method is not None and not isinstance(method, str):
+        raise TypeError(f"method must be a string or None, got {method!r}")
+    if on_batch is not None and not callable(on_batch):
+        raise TypeError(f"on_batch must be callable or None, got {type(on_batch).__name__}")
     kwargs = check_attribute_kwargs(attribute_kwargs)
     if device is not None:
         if not isinstance(device, (str, torch.device)):
@@ -430,40 +706,112 @@ def evaluate_dataset(
         shuffle=False,
         generator=torch.Generator().manual_seed(DEFAULT_SEED),  # torch's global RNG stays put
     )
+    bar: Any = None
     if show_progress and rank == 0:
         from tqdm.auto import tqdm
 
-        loader = tqdm(loader, desc=f"evaluating (rank 0 of {world_size})", unit="batch")
+        desc = f"{method or 'evaluating'} (rank 0 of {world_size})"
+        bar = tqdm(total=len(indices), desc=desc, unit="volume")
 
-    parts: dict[str, list[Tensor]] = {name: [] for name in (*metric_fns, "__target__")}
-    for batch in loader:
-        images, labels = _split_batch(batch, image_key, label_key)
-        x = unwrap_meta(images).to(device)
-        output = None
-        if target == "pred":
+    special = ("__target__", "__index__", "__pred__", "__label__", "__correct__")
+    parts: dict[str, list[Tensor]] = {name: [] for name in (*metric_fns, *special)}
+    start = 0
+    try:
+        for batch in loader:
+            images, labels = _split_batch(batch, image_key, label_key)
+            masks = _batch_masks(batch, mask_key)
+            x = unwrap_meta(images).to(device)
+            n = x.shape[0]
+            batch_indices = torch.tensor(indices[start : start + n], dtype=torch.long)
+            start += n
             with torch.no_grad():
                 output = model(x)
-        t = batch_target(target, labels, output, x.shape[0])
-        maps = attribute_batch(attribution, x, t, **kwargs)
-        for name, value in apply_metrics(metric_fns, model, x, maps, t).items():
-            parts[name].append(value)
-        tt = torch.as_tensor(t, device=x.device).reshape(-1).long().expand(x.shape[0])
-        parts["__target__"].append(tt)
+            predictions = output.argmax(1)
+            label_t = _labels_tensor(labels, n)
+            correct = correctness(predictions, label_t) if label_t is not None else None
+            t = batch_target(target, labels, output if target == "pred" else None, n)
+            if correct_only:
+                if correct is None:
+                    raise ValueError(
+                        "correct_only=True needs labels, but the batch has none "
+                        f"(label_key={label_key!r})"
+                    )
+                keep = correct.nonzero().reshape(-1).cpu()
+                if bar is not None:
+                    bar.update(n - len(keep))
+                if len(keep) == 0:
+                    continue
+                t = _take(t, keep, n)
+                x = x[keep.to(x.device)]
+                batch_indices, predictions = batch_indices[keep], predictions[keep.to(device)]
+                correct = correct[keep.to(correct.device)]
+                label_t = label_t[keep] if label_t is not None else None
+                masks = masks[keep] if masks is not None else None
+                n = len(keep)
+            if bar is not None:
+                bar.set_postfix_str("maps")
+            maps = attribute_batch(attribution, x, t, **kwargs)
+            values = apply_metrics(
+                metric_fns,
+                model,
+                x,
+                maps,
+                t,
+                masks=masks.to(device) if isinstance(masks, Tensor) else masks,
+                on_metric=bar.set_postfix_str if bar is not None else None,
+            )
+            for name, value in values.items():
+                parts[name].append(value)
+            tt = torch.as_tensor(t, device=x.device).reshape(-1).long().expand(n)
+            parts["__target__"].append(tt)
+            parts["__index__"].append(batch_indices)
+            parts["__pred__"].append(predictions)
+            if label_t is not None and correct is not None:
+                parts["__label__"].append(label_t)
+                parts["__correct__"].append(correct)
+            if on_batch is not None:
+                on_batch(
+                    EvaluatedBatch(
+                        indices=batch_indices,
+                        inputs=x,
+                        maps=unwrap_meta(maps),
+                        targets=tt,
+                        predictions=predictions,
+                        labels=label_t,
+                        masks=unwrap_meta(masks) if isinstance(masks, Tensor) else None,
+                        values=values,
+                    )
+                )
+            if bar is not None:
+                bar.update(n)
+    finally:
+        if bar is not None:
+            bar.close()
 
+    integer = ("__target__", "__index__", "__pred__")
     local = {
         name: torch.cat(vals)
         if vals
-        else torch.empty(0, dtype=torch.long if name == "__target__" else torch.float32)
+        else torch.empty(0, dtype=torch.long if name in integer else torch.float32)
         for name, vals in parts.items()
     }
-    local["__index__"] = torch.tensor(indices, dtype=torch.long)
+    local["__correct__"] = local["__correct__"].bool()
     merged = gather_values(local, world_size)
-    order = merged.pop("__index__").argsort()
+    all_indices = merged.pop("__index__")
+    order = all_indices.argsort()
     targets = merged.pop("__target__")[order]
+    predictions_all = merged.pop("__pred__")[order]
+    labels_all = merged.pop("__label__")
+    correct_all = merged.pop("__correct__")
+    with_labels = len(order) > 0 and labels_all.shape[0] == len(order)
     return EvaluationResult(
         values={k: v[order] for k, v in merged.items()},
         targets=targets,
-        indices=torch.arange(len(order)),
+        indices=all_indices[order],
+        predictions=predictions_all,
+        labels=labels_all[order] if with_labels else None,
+        correct=correct_all[order] if with_labels else None,
+        method=method,
     )
 
 

@@ -1,7 +1,9 @@
-"""Worker for tests/test_evaluation.py: ``torchrun --nproc_per_node=2 tests/_distributed_eval.py OUT``.
+"""Worker for tests/test_evaluation.py: ``torchrun --nproc_per_node=2 tests/_distributed_eval.py OUT [pipeline]``.
 
 Every rank evaluates its share with gloo on the CPU, and writes the gathered result it
-returns to ``OUT/rank{r}.pt``. Needs ``tests/`` on ``PYTHONPATH`` (for the conftest models). ``setup()`` is also imported by the test for the
+returns to ``OUT/rank{r}.pt``. With ``pipeline``, the comparison pipeline of
+``captum-medcam evaluate`` (several methods, masks, curves) runs instead
+(``setup_pipeline()``). Needs ``tests/`` on ``PYTHONPATH`` (for the conftest models). ``setup()`` is also imported by the test for the
 single-process reference.
 """
 
@@ -37,6 +39,40 @@ def setup():
     return model, ScoreCAM3D(model, model[4]), data, metrics
 
 
+def setup_pipeline():
+    """The pipeline run: 3 methods (one random, one with seeded noise in AOPC), masks."""
+    from captum_medcam.pipeline import EvaluationConfig
+
+    model, _, data, _ = setup()
+    for i, sample in enumerate(data):
+        mask = torch.zeros(1, 8, 8, 8, dtype=torch.bool)
+        if i % 2:
+            mask[:, 2:5, 1:4, 3:7] = True
+        sample["mask"] = mask
+    config = EvaluationConfig(
+        methods=("scorecam", "gradcam", "random"),
+        layer="4",
+        metrics=("deletion", "insertion", "aopc", "pointing_game", "energy_pointing_game"),
+        n_steps=6,
+        aopc_grid=2,
+        aopc_noise_std=0.1,
+        batch_size=2,
+    )
+    return model, data, config
+
+
+def main_pipeline(out: str) -> None:
+    from captum_medcam.pipeline import compare_methods
+
+    model, data, config = setup_pipeline()
+    comparison = run_distributed(compare_methods, model, data, config, show_progress=False)
+    rank = int(os.environ["RANK"])
+    torch.save(
+        {"rows": comparison.rows(), "curves": comparison.curves},
+        os.path.join(out, f"rank{rank}.pt"),
+    )
+
+
 def main(out: str) -> None:
     start = time.perf_counter()
     model, cam, data, metrics = setup()
@@ -55,4 +91,7 @@ def main(out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if len(sys.argv) > 2 and sys.argv[2] == "pipeline":
+        main_pipeline(sys.argv[1])
+    else:
+        main(sys.argv[1])

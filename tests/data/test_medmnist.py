@@ -86,3 +86,45 @@ def test_bad_arguments(tmp_path, small_counts):
         MedMNIST3D("organmnist3d", split="validation", root=tmp_path)
     with pytest.raises(RuntimeError, match="download=True"):
         MedMNIST3D("organmnist3d", root=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("flag", "shape", "channels"),
+    [("pneumoniamnist", (28, 28), 1), ("pathmnist", (28, 28, 3), 3), ("chestmnist", (64, 64), 1)],
+)
+def test_medmnist_2d(tmp_path, monkeypatch, flag, shape, channels):
+    """2D MedMNIST in medmnist's format: (C, H, W) float32 in [0, 1]; ChestMNIST's label is
+    its 14-finding vector."""
+    from captum_medcam.data import MEDMNIST_2D_FLAGS, MedMNIST2D
+
+    assert flag in MEDMNIST_2D_FLAGS
+    monkeypatch.setitem(INFO[flag], "n_samples", dict(COUNTS))
+    rng = np.random.default_rng(0)
+    k = len(INFO[flag]["label"])
+    multi = flag == "chestmnist"
+    arrays = {}
+    for split, n in COUNTS.items():
+        arrays[f"{split}_images"] = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
+        arrays[f"{split}_labels"] = rng.integers(0, 2 if multi else k, (n, k if multi else 1))
+    size = shape[0]
+    np.savez_compressed(
+        tmp_path / (f"{flag}.npz" if size == 28 else f"{flag}_{size}.npz"), **arrays
+    )
+    data = MedMNIST2D(flag, split="test", size=size, root=tmp_path)
+    assert len(data) == 3 and data.multi_label == multi
+    image, label = data[2]
+    assert image.shape == (channels, size, size) and image.dtype == torch.float32
+    raw = arrays["test_images"][2]
+    expected = raw[None] if raw.ndim == 2 else np.moveaxis(raw, -1, 0)
+    np.testing.assert_allclose(image.numpy(), expected / 255.0, rtol=1e-6)
+    if multi:
+        assert label.tolist() == arrays["test_labels"][2].tolist()
+    else:
+        assert label == int(arrays["test_labels"][2, 0])
+    batch = next(iter(DataLoader(MedMNIST2D(flag, size=size, root=tmp_path, as_dict=True), 3)))
+    assert batch["image"].shape == (3, channels, size, size)
+    assert batch["label"].shape == ((3, k) if multi else (3,))
+    with pytest.raises(ValueError, match="size must be one of"):
+        MedMNIST2D(flag, size=32, root=tmp_path)
+    with pytest.raises(ValueError, match="flag must be one of"):
+        MedMNIST2D("organmnist3d", root=tmp_path)

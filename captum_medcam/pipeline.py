@@ -1,0 +1,790 @@
+"""Compare attribution methods on a data set: the engine of ``captum-medcam evaluate``,
+``explain`` and ``demo``.
+
+:func:`compare_methods` runs :func:`~captum_medcam.evaluation.evaluate_dataset` once per
+method, with metrics chosen by name (:data:`METRICS`), methods chosen by name
+(:data:`METHODS`: this library's CAMs, Captum's common attributions and a ``"random"``
+map, the floor every method should beat), and keeps the deletion/insertion/AOPC curves and
+a few maps for the report. :func:`write_outputs` writes ``results.csv`` (a row per sample
+and method), ``summary.json`` (method -> metric -> mean, std, n), ``aopc_curve.csv`` and
+the HTML report. :data:`PRESETS` hold the settings of the two published protocols.
+
+Example:
+    >>> import torch
+    >>> from torch import nn
+    >>> from captum_medcam.pipeline import EvaluationConfig, compare_methods
+    >>> torch.manual_seed(0)  # doctest: +ELLIPSIS
+    <torch._C.Generator object at ...>
+    >>> net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+    ...                     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    >>> data = [{"image": torch.rand(1, 8, 8), "label": i % 2} for i in range(3)]
+    >>> config = EvaluationConfig(methods=("gradcam", "random"), layer="1",
+    ...                           metrics=("deletion", "insertion"), n_steps=8)
+    >>> comparison = compare_methods(net, data, config, show_progress=False)
+    >>> sorted(comparison.summary()), sorted(comparison.summary()["gradcam"])
+    (['gradcam', 'random'], ['deletion_auc', 'insertion_auc'])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from captum_medcam.evaluation import (
+    EvaluatedBatch,
+    EvaluationResult,
+    Metric,
+    _world,
+    evaluate_dataset,
+    gather_values,
+    localization_metric,
+    write_csv,
+)
+
+__all__ = [
+    "METHODS",
+    "METRICS",
+    "PRESETS",
+    "Comparison",
+    "EvaluationConfig",
+    "KeptExample",
+    "RandomMap",
+    "build_method",
+    "build_metrics",
+    "compare_methods",
+    "write_outputs",
+]
+
+
+class RandomMap:
+    """A map of uniform random values in [0, 1): the floor every explanation should beat.
+
+    Each example's map comes from a ``torch.Generator`` seeded with ``seed`` and a checksum
+    of the example itself, so the same input always gets the same map, whatever the batch,
+    the order or the number of processes.
+
+    Args:
+        seed: the base seed.
+
+    Example:
+        >>> import torch
+        >>> x = torch.rand(2, 3, 4, 4)
+        >>> maps = RandomMap(seed=0).attribute(x)
+        >>> maps.shape, bool(torch.equal(maps[1:], RandomMap(seed=0).attribute(x[1:])))
+        (torch.Size([2, 1, 4, 4]), True)
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.seed = int(seed)
+
+    def attribute(self, inputs: Tensor, target: Any = None, **kwargs: Any) -> Tensor:
+        """``(N, 1, *S)`` random maps for inputs ``(N, C, *S)`` (``target`` is ignored)."""
+        maps = []
+        for x in inputs.detach():
+            checksum = zlib.crc32(x.cpu().contiguous().numpy().tobytes())
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + checksum) % 2**63)
+            maps.append(torch.rand((1, *x.shape[1:]), generator=g, dtype=inputs.dtype))
+        return torch.stack(maps).to(inputs.device)
+
+
+def _seeded_noise(std: float | None, seed: int) -> Callable[[Tensor], Tensor]:
+    """Per-example noise seeded like :class:`RandomMap` (by the example's content), so AOPC
+    repeats exactly whatever the batch, order or number of processes: normal ``N(0, std^2)``,
+    or, with ``std=None``, uniform over each example's range (the metric's default)."""
+
+    def noise(inputs: Tensor) -> Tensor:
+        out = []
+        for x in inputs.detach():
+            checksum = zlib.crc32(x.cpu().contiguous().numpy().tobytes())
+            g = torch.Generator().manual_seed((seed * 1_000_003 + checksum) % 2**63)
+            if std is None:
+                u = torch.rand(x.shape, generator=g, dtype=inputs.dtype).to(inputs.device)
+                out.append(x.amin() + (x.amax() - x.amin()) * u)
+            else:
+                out.append(
+                    std * torch.randn(x.shape, generator=g, dtype=inputs.dtype).to(inputs.device)
+                )
+        return torch.stack(out)
+
+    return noise
+
+
+@dataclass(frozen=True)
+class _MethodSpec:
+    description: str
+    needs_layer: bool
+    build: Callable[..., tuple[Any, dict[str, Any]]]
+
+
+def _cam(cls_name: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
+    def build(model: nn.Module, layer: nn.Module, **_: Any) -> tuple[Any, dict[str, Any]]:
+        import captum_medcam.attr as attr
+
+        return getattr(attr, cls_name)(model, layer), {}
+
+    return build
+
+
+def _scorecam(
+    model: nn.Module, layer: nn.Module, *, perturbations_per_eval: int, **_: Any
+) -> tuple[Any, dict[str, Any]]:
+    from captum_medcam.attr import ScoreCAM
+
+    return ScoreCAM(model, layer), {"perturbations_per_eval": perturbations_per_eval}
+
+
+def _gradcam(model: nn.Module, layer: nn.Module, **_: Any) -> tuple[Any, dict[str, Any]]:
+    from captum.attr import LayerGradCam
+
+    return LayerGradCam(model, layer), {"relu_attributions": True}
+
+
+def _guided_gradcam(
+    model: nn.Module, layer: nn.Module, *, spatial_dims: int, **_: Any
+) -> tuple[Any, dict[str, Any]]:
+    if spatial_dims == 3:
+        from captum_medcam.attr import GuidedGradCAM3D
+
+        return GuidedGradCAM3D(model, layer), {}
+    from captum.attr import GuidedGradCam
+
+    return GuidedGradCam(model, layer), {}
+
+
+def _crm(
+    model: nn.Module,
+    layer: nn.Module,
+    *,
+    fc_layer: nn.Module | None,
+    perturbations_per_eval: int,
+    **_: Any,
+) -> tuple[Any, dict[str, Any]]:
+    from captum_medcam.attr import CRM
+
+    return CRM(model, layer, fc_layer=fc_layer), {"perturbations_per_eval": perturbations_per_eval}
+
+
+class _GradientInputs:
+    """A Captum input-gradient method, called on a copy of the inputs that requires grad.
+
+    Captum's ``Saliency``/``GuidedBackprop`` otherwise set ``requires_grad`` on the caller's
+    tensor and warn; GuidedBackprop's note that it hooks the ReLUs for one call is expected
+    here, so it is not repeated for every batch.
+    """
+
+    def __init__(self, method: Any) -> None:
+        self.method = method
+
+    def attribute(self, inputs: Tensor, target: Any = None, **kwargs: Any) -> Tensor:
+        import warnings
+
+        x = inputs.detach().clone().requires_grad_(True)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            out = self.method.attribute(x, target=target, **kwargs)
+        return out.detach()
+
+
+def _captum(cls_name: str, **options: Any) -> Callable[..., tuple[Any, dict[str, Any]]]:
+    def build(model: nn.Module, layer: Any = None, **kw: Any) -> tuple[Any, dict[str, Any]]:
+        import captum.attr
+
+        kwargs = dict(options)
+        if cls_name == "IntegratedGradients":
+            kwargs["internal_batch_size"] = kw["perturbations_per_eval"]
+        return _GradientInputs(getattr(captum.attr, cls_name)(model)), kwargs
+
+    return build
+
+
+def _fixations(model: nn.Module, layer: Any = None, **_: Any) -> tuple[Any, dict[str, Any]]:
+    from captum_medcam.attr import CNNFixations
+
+    return CNNFixations(model), {}
+
+
+def _random(model: nn.Module, layer: Any = None, *, seed: int, **_: Any) -> tuple[Any, dict]:
+    return RandomMap(seed), {}
+
+
+#: Method name -> what it is. ``needs_layer``: the method explains a layer (``--layer``).
+METHODS: dict[str, _MethodSpec] = {
+    "scorecam": _MethodSpec("Score-CAM (Wang et al. 2020), forwards only", True, _scorecam),
+    "gradcam": _MethodSpec("Grad-CAM (Selvaraju et al. 2017), Captum LayerGradCam", True, _gradcam),
+    "gradcampp": _MethodSpec(
+        "Grad-CAM++ (Chattopadhay et al. 2018)", True, _cam("GradCAMPlusPlus")
+    ),
+    "layercam": _MethodSpec("LayerCAM (Jiang et al. 2021)", True, _cam("LayerCAM")),
+    "hirescam": _MethodSpec("HiResCAM (Draelos and Carin 2020)", True, _cam("HiResCAM")),
+    "xgradcam": _MethodSpec("XGrad-CAM (Fu et al. 2020)", True, _cam("XGradCAM")),
+    "guided_gradcam": _MethodSpec("Guided Grad-CAM (Selvaraju et al. 2017)", True, _guided_gradcam),
+    "crm": _MethodSpec("CRM, class-selective relevance mapping (Kim et al. 2019)", True, _crm),
+    "cnn_fixations": _MethodSpec(
+        "CNN Fixations (Mopuri et al. 2019), plain conv chains", False, _fixations
+    ),
+    "integrated_gradients": _MethodSpec(
+        "Captum IntegratedGradients (Sundararajan et al. 2017), zero baseline, 32 steps",
+        False,
+        _captum("IntegratedGradients", n_steps=32),
+    ),
+    "saliency": _MethodSpec(
+        "Captum Saliency (Simonyan et al. 2014), |gradient|", False, _captum("Saliency")
+    ),
+    "input_x_gradient": _MethodSpec("Captum InputXGradient", False, _captum("InputXGradient")),
+    "guided_backprop": _MethodSpec(
+        "Captum GuidedBackprop (Springenberg et al. 2015)", False, _captum("GuidedBackprop")
+    ),
+    "random": _MethodSpec("uniform random map from a seeded generator: the floor", False, _random),
+}
+
+_METRIC_COLUMNS = {
+    "deletion": "deletion_auc",
+    "insertion": "insertion_auc",
+    "aopc": "aopc",
+    "aopc_lerf": "aopc_lerf",
+    "pointing_game": "pointing_game",
+    "energy_pointing_game": "energy_pointing_game",
+    "iou": "iou",
+    "dice": "dice",
+    "rank_accuracy": "rank_accuracy",
+}
+#: Metric name (as ``--metrics`` takes it) -> its column in ``results.csv``.
+METRICS: dict[str, str] = dict(_METRIC_COLUMNS)
+_LOCALIZATION = ("pointing_game", "energy_pointing_game", "iou", "dice", "rank_accuracy")
+
+#: The two published protocols (the options they fix; the data and model are yours).
+PRESETS: dict[str, dict[str, Any]] = {
+    "organmnist3d-scorecam": {
+        "description": (
+            "3D Score-CAM on OrganMNIST3D at 64^3 (MONAI resnet18, layer4), deletion and "
+            "insertion AUC with the 0/1 correctness of the argmax as the score, 130 curve "
+            "points (n_steps=129); published: DAUC 0.2576 +- 0.1710, IAUC 0.6750 +- 0.1944"
+        ),
+        "medmnist": "organmnist3d",
+        "size": 64,
+        "network": (
+            '{"_target_": "monai.networks.nets.resnet18", "spatial_dims": 3, '
+            '"n_input_channels": 1, "num_classes": 11}'
+        ),
+        "layer": "layer4",
+        "methods": ("scorecam",),
+        "metrics": ("deletion", "insertion"),
+        "score": "correct",
+        "n_steps": 129,
+    },
+    "xray-aopc": {
+        "description": (
+            "X-ray AOPC (MoRF): 81 regions on a 9x9 grid perturbed by normal noise of std 0.1, "
+            "softmax probability of the predicted class, correctly classified images only; "
+            "aopc_curve.csv gives AOPC as a function of the number of regions; published: "
+            "VGG16 0.45, DenseNet201 0.49"
+        ),
+        "methods": ("gradcam",),
+        "metrics": ("aopc",),
+        "aopc_grid": 9,
+        "aopc_noise_std": 0.1,
+        "score": "probability",
+        "correct_only": True,
+    },
+}
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """What to compare and how to score it (the options of ``captum-medcam evaluate``).
+
+    Attributes:
+        methods: names from :data:`METHODS`.
+        layer: the dotted layer name for the CAMs (e.g. ``"layer4"``).
+        metrics: names from :data:`METRICS`. The localization metrics need masks.
+        score: ``"probability"``, ``"logit"`` or ``"correct"`` (0/1 correctness of the
+            argmax) for deletion, insertion and AOPC.
+        n_steps: deletion/insertion steps (``n_steps + 1`` curve points).
+        aopc_grid: regions per spatial dim for AOPC (9 gives the 9x9 grid); None uses
+            ``aopc_region_size``.
+        aopc_region_size: AOPC patch edge in voxels (default: the metric's, 9).
+        aopc_regions: how many regions AOPC perturbs (default all).
+        aopc_noise_std: perturb AOPC regions with normal noise of this std; None: uniform
+            noise over each example's range (the metric's default). Either is seeded by
+            ``seed`` and the example's content, so runs repeat exactly.
+        target: ``"pred"`` (the predicted class) or ``"label"``.
+        correct_only: explain only correctly classified samples.
+        batch_size: samples per batch.
+        perturbations_per_eval: masked copies per forward (Score-CAM, CRM, IG steps).
+        max_examples_per_batch: perturbed inputs per forward in the metrics.
+        fc_layer: dotted name of the Linear after global pooling, for CRM's exact fast path.
+        localization_threshold: IoU/Dice binarize at this fraction of each map's maximum.
+        pointing_tolerance: pointing-game tolerance in voxels.
+        seed: seed of the random map.
+        examples: how many samples the report shows.
+    """
+
+    methods: Sequence[str] = ("gradcam", "random")
+    layer: str | None = None
+    metrics: Sequence[str] = ("deletion", "insertion", "aopc")
+    score: str = "probability"
+    n_steps: int = 100
+    aopc_grid: int | None = None
+    aopc_region_size: int | None = None
+    aopc_regions: int | None = None
+    aopc_noise_std: float | None = None
+    target: str = "pred"
+    correct_only: bool = False
+    batch_size: int = 1
+    perturbations_per_eval: int = 16
+    max_examples_per_batch: int | None = 32
+    fc_layer: str | None = None
+    localization_threshold: float = 0.5
+    pointing_tolerance: float = 0.0
+    seed: int = 0
+    examples: int = 4
+
+    def __post_init__(self) -> None:
+        methods, metrics = tuple(self.methods), tuple(self.metrics)
+        object.__setattr__(self, "methods", methods)
+        object.__setattr__(self, "metrics", metrics)
+        if not methods:
+            raise ValueError("methods is empty; name at least one, e.g. gradcam,random")
+        for name in methods:
+            if name not in METHODS:
+                raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"methods lists a name twice: {list(methods)}")
+        if not metrics:
+            raise ValueError("metrics is empty; name at least one, e.g. deletion,insertion")
+        for name in metrics:
+            if name not in METRICS:
+                raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
+        if self.score not in ("probability", "logit", "correct"):
+            raise ValueError(
+                f"score must be 'probability', 'logit' or 'correct', got {self.score!r}"
+            )
+        if self.target not in ("pred", "label"):
+            raise ValueError(f"target must be 'pred' or 'label', got {self.target!r}")
+        for name in ("n_steps", "batch_size", "perturbations_per_eval"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        if self.aopc_grid is not None and self.aopc_grid < 1:
+            raise ValueError(f"aopc_grid must be a positive int, got {self.aopc_grid!r}")
+        if any(METHODS[m].needs_layer for m in methods) and not self.layer:
+            needing = [m for m in methods if METHODS[m].needs_layer]
+            raise ValueError(
+                f"the methods {needing} explain a layer: name it with --layer (e.g. layer4 "
+                'for a MONAI ResNet; `python -c "import captum_medcam.integrations.monai as m; '
+                'print(m.list_layers(net))"` lists them)'
+            )
+
+
+def _grid_labels(shape: Sequence[int], parts: int, device: torch.device) -> Tensor:
+    """``(1, 1, *shape)`` region labels: each spatial dim cut into ``parts`` near-equal bands."""
+    label = torch.zeros((), dtype=torch.long, device=device)
+    for size in shape:
+        band = torch.div(
+            torch.arange(size, device=device) * min(parts, size), size, rounding_mode="floor"
+        )
+        label = label.unsqueeze(-1) * min(parts, size) + band
+    return label.reshape(1, 1, *shape)
+
+
+class _CurveMetric:
+    """A perturbation metric that also keeps each example's curve (for the report)."""
+
+    def __init__(self, kind: str, options: dict[str, Any], grid: int | None) -> None:
+        self.kind, self.options, self.grid = kind, options, grid
+        self.last: Tensor | None = None
+
+    def __call__(
+        self,
+        forward_func: Callable[..., Tensor],
+        inputs: Tensor,
+        attributions: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+    ) -> Tensor:
+        from captum_medcam import metrics
+
+        if self.kind in ("deletion", "insertion"):
+            fn = metrics.deletion_curve if self.kind == "deletion" else metrics.insertion_curve
+            curve = fn(
+                forward_func, inputs, attributions, target, additional_forward_args, **self.options
+            )
+            self.last = curve.scores.detach()
+            return metrics.auc(curve)
+        options = dict(self.options)
+        if self.grid is not None:
+            options["feature_mask"] = _grid_labels(inputs.shape[2:], self.grid, inputs.device)
+        curve = metrics.aopc_curve(
+            forward_func, inputs, attributions, target, additional_forward_args, **options
+        )
+        scores = curve.scores.detach()
+        self.last = scores
+        return (scores[:, :1] - scores).mean(1)
+
+
+def build_metrics(config: EvaluationConfig) -> dict[str, Metric]:
+    """The metrics of ``config`` as ``{column name: metric}`` for :func:`evaluate_dataset`."""
+    from captum_medcam import metrics
+
+    common = {"score": config.score, "max_examples_per_batch": config.max_examples_per_batch}
+    out: dict[str, Metric] = {}
+    for name in config.metrics:
+        column = METRICS[name]
+        if name in ("deletion", "insertion"):
+            out[column] = _CurveMetric(name, {**common, "n_steps": config.n_steps}, None)
+        elif name in ("aopc", "aopc_lerf"):
+            options: dict[str, Any] = {**common, "order": "lerf" if name == "aopc_lerf" else "morf"}
+            if config.aopc_grid is None and config.aopc_region_size is not None:
+                options["region_size"] = config.aopc_region_size
+            if config.aopc_regions is not None:
+                options["n_regions"] = config.aopc_regions
+            options["baselines"] = _seeded_noise(config.aopc_noise_std, config.seed)
+            out[column] = _CurveMetric("aopc", options, config.aopc_grid)
+        elif name == "pointing_game":
+            out[column] = localization_metric(
+                metrics.pointing_game, tolerance=config.pointing_tolerance
+            )
+        elif name == "energy_pointing_game":
+            out[column] = localization_metric(metrics.energy_pointing_game)
+        elif name == "rank_accuracy":
+            out[column] = localization_metric(metrics.relevance_rank_accuracy)
+        else:
+            fn = metrics.attribution_iou if name == "iou" else metrics.attribution_dice
+            out[column] = _relative_threshold(fn, config.localization_threshold)
+    return out
+
+
+def _relative_threshold(function: Callable[..., Tensor], fraction: float) -> Metric:
+    """IoU/Dice with the map binarized at ``fraction`` of each example's maximum."""
+
+    def metric(
+        forward_func: Any,
+        inputs: Tensor,
+        attributions: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        masks: Tensor,
+    ) -> Tensor:
+        peak = attributions.sum(1).flatten(1).amax(1).clamp(min=0)
+        return function(
+            attributions, masks.to(attributions.device), threshold=fraction * peak, empty_mask="nan"
+        )
+
+    return metric
+
+
+def build_method(
+    name: str,
+    model: nn.Module,
+    config: EvaluationConfig,
+    spatial_dims: int,
+) -> tuple[Any, dict[str, Any]]:
+    """``(attribution object, attribute() options)`` for the method ``name`` of :data:`METHODS`."""
+    if name not in METHODS:
+        raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+    spec = METHODS[name]
+    layer = None
+    from captum_medcam.integrations.monai import get_layer
+
+    if spec.needs_layer:
+        if not config.layer:
+            raise ValueError(f"method {name!r} explains a layer: pass --layer")
+        layer = get_layer(model, config.layer)
+    fc = get_layer(model, config.fc_layer) if config.fc_layer else None
+    return spec.build(
+        model,
+        layer,
+        spatial_dims=spatial_dims,
+        fc_layer=fc,
+        perturbations_per_eval=config.perturbations_per_eval,
+        seed=config.seed,
+    )
+
+
+@dataclass
+class Comparison:
+    """The results of :func:`compare_methods`.
+
+    Attributes:
+        results: method -> :class:`~captum_medcam.evaluation.EvaluationResult`.
+        curves: method -> metric column -> ``{sample index: curve scores (L,)}`` for the
+            deletion, insertion and AOPC curves (every sample, gathered on every rank).
+        examples: method -> ``{sample index: KeptExample}`` (CPU tensors)
+            for the first ``config.examples`` samples this process evaluated.
+        config: the settings.
+    """
+
+    results: dict[str, EvaluationResult]
+    curves: dict[str, dict[str, dict[int, Tensor]]]
+    examples: dict[str, dict[int, KeptExample]]
+    config: EvaluationConfig
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Every ``(sample, method)`` row, sorted by sample then method order."""
+        rows = [row for result in self.results.values() for row in result.rows()]
+        order = {m: i for i, m in enumerate(self.results)}
+        return sorted(rows, key=lambda r: (r["index"], order[r["method"]]))
+
+    def summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """method -> metric -> ``{"mean", "std", "n"}`` (NaN values left out)."""
+        return {m: r.summary_dict() for m, r in self.results.items()}
+
+    def aopc_by_regions(self, column: str = "aopc") -> dict[str, list[float]]:
+        """method -> mean AOPC after perturbing ``L = 0, 1, ...`` regions (the X-ray study's
+        curve): ``mean_i 1/(L+1) sum_{k<=L} (s_i(0) - s_i(k))``."""
+        out = {}
+        for method, by_metric in self.curves.items():
+            curves = by_metric.get(column)
+            if not curves:
+                continue
+            length = min(len(c) for c in curves.values())
+            s = torch.stack([c[:length] for c in curves.values()]).double()
+            steps = torch.arange(1, length + 1, dtype=torch.float64)
+            out[method] = ((s[:, :1] - s).cumsum(1) / steps).mean(0).tolist()
+        return out
+
+
+class KeptExample(NamedTuple):
+    """A sample kept for the report: ``image (C, *S)``, ``map (1, *S)``, ``mask (1, *S)``."""
+
+    image: Tensor
+    map: Tensor
+    mask: Tensor | None
+
+
+class _Collector:
+    """``on_batch`` of one method's pass: keeps the curves and the first examples."""
+
+    def __init__(
+        self,
+        method: str,
+        metric_fns: Mapping[str, Metric],
+        n_examples: int,
+        on_batch: Callable[[str, EvaluatedBatch], None] | None,
+    ) -> None:
+        self.method, self.metric_fns, self.n_examples = method, metric_fns, n_examples
+        self.on_batch = on_batch
+        self.curve_columns = [c for c, m in metric_fns.items() if isinstance(m, _CurveMetric)]
+        self.curves: dict[str, list[Tensor]] = {c: [] for c in self.curve_columns}
+        self.indices: list[Tensor] = []
+        self.kept: dict[int, KeptExample] = {}
+
+    def __call__(self, batch: EvaluatedBatch) -> None:
+        self.indices.append(batch.indices.cpu())
+        for column in self.curve_columns:
+            metric = self.metric_fns[column]
+            assert isinstance(metric, _CurveMetric) and metric.last is not None
+            self.curves[column].append(metric.last.cpu())
+        for i, index in enumerate(batch.indices.tolist()):
+            if len(self.kept) < self.n_examples:
+                self.kept[index] = KeptExample(
+                    image=batch.inputs[i].detach().cpu(),
+                    map=batch.maps[i].detach().sum(0, keepdim=True).cpu(),
+                    mask=batch.masks[i].cpu() if batch.masks is not None else None,
+                )
+        if self.on_batch is not None:
+            self.on_batch(self.method, batch)
+
+    def gathered_curves(self, world_size: int) -> dict[str, dict[int, Tensor]]:
+        """metric column -> {sample index: curve}, from every rank."""
+        out = {}
+        index = torch.cat(self.indices) if self.indices else torch.empty(0, dtype=torch.long)
+        for column, parts in self.curves.items():
+            scores = torch.cat(parts) if parts else torch.empty(0)
+            gathered = gather_values({"i": index, "s": scores}, world_size)
+            out[column] = {
+                int(i): s for i, s in zip(gathered["i"].tolist(), gathered["s"], strict=True)
+            }
+        return out
+
+
+def _spatial_dims(data: Any) -> int:
+    from captum_medcam.evaluation import _split_batch
+
+    first = data.dataset[0] if hasattr(data, "dataset") else data[0]
+    image, _ = _split_batch(first, "image", "label")
+    return int(torch.as_tensor(image).dim()) - 1
+
+
+def compare_methods(
+    model: nn.Module,
+    data: Any,
+    config: EvaluationConfig,
+    *,
+    device: torch.device | str | None = None,
+    show_progress: bool = True,
+    on_batch: Callable[[str, EvaluatedBatch], None] | None = None,
+) -> Comparison:
+    """Evaluate every method of ``config`` on ``data`` with every metric.
+
+    One :func:`~captum_medcam.evaluation.evaluate_dataset` pass per method (so each
+    method's progress bar counts volumes); under ``torchrun`` the samples are split across
+    processes and the results gathered, equal to a single process's.
+
+    Args:
+        model: the classifier ``(N, C, *S) -> (N, K)``, in eval mode.
+        data: a map-style data set of dicts ``{"image", "label", "mask"}`` (label and mask
+            optional) or tuples, or a ``DataLoader`` over one.
+        config: methods, metrics and options.
+        device: where the inputs go (default: the model's).
+        show_progress: progress bars on stderr.
+        on_batch: ``on_batch(method, batch)`` after each batch, e.g. to save the maps.
+
+    Returns:
+        A :class:`Comparison`.
+
+    Raises:
+        ValueError: bad settings, a localization metric without masks, a missing layer.
+    """
+    import time
+
+    dims = _spatial_dims(data)
+    metric_fns = build_metrics(config)
+    world_size = _world()[1]
+    results: dict[str, EvaluationResult] = {}
+    curves: dict[str, dict[str, dict[int, Tensor]]] = {}
+    examples: dict[str, dict[int, KeptExample]] = {}
+    seconds: dict[str, float] = {}
+    for method in config.methods:
+        attribution, kwargs = build_method(method, model, config, dims)
+        collect = _Collector(method, metric_fns, config.examples, on_batch)
+        start = time.perf_counter()
+        results[method] = evaluate_dataset(
+            model,
+            attribution,
+            data,
+            metric_fns,
+            target=config.target,
+            batch_size=config.batch_size,
+            device=device,
+            attribute_kwargs=kwargs,
+            show_progress=show_progress,
+            correct_only=config.correct_only,
+            method=method,
+            on_batch=collect,
+        )
+        seconds[method] = time.perf_counter() - start
+        curves[method] = collect.gathered_curves(world_size)
+        examples[method] = collect.kept
+    return Comparison(results, curves, examples, config, seconds)
+
+
+def _report_examples(comparison: Comparison, class_names: Sequence[str] | None) -> list[Any]:
+    from captum_medcam.visualization import ReportExample
+
+    first = next(iter(comparison.results))
+    indices = list(comparison.examples[first])
+    by_index = {row["index"]: row for row in comparison.results[first].rows()}
+    out = []
+    for index in indices:
+        sample = comparison.examples[first][index]
+        row = by_index[index]
+        curves = {}
+        for method, by_metric in comparison.curves.items():
+            entry = {
+                kind: by_metric[col][index]
+                for kind, col in (("deletion", "deletion_auc"), ("insertion", "insertion_auc"))
+                if col in by_metric and index in by_metric[col]
+            }
+            if entry:
+                curves[method] = entry
+        mask = sample.mask
+        out.append(
+            ReportExample(
+                index=index,
+                image=sample.image,
+                maps={m: ex[index].map for m, ex in comparison.examples.items() if index in ex},
+                target=int(row["target"]),
+                label=row["label"],
+                prediction=row["prediction"],
+                mask=mask.bool() if mask is not None else None,
+                curves=curves,
+                class_names=class_names,
+            )
+        )
+    return out
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_outputs(
+    comparison: Comparison,
+    output_dir: str | os.PathLike[str],
+    *,
+    title: str = "captum_medcam report",
+    run_config: Mapping[str, Any] | None = None,
+    class_names: Sequence[str] | None = None,
+    report: bool = True,
+) -> dict[str, Path]:
+    """Write ``results.csv``, ``summary.json``, ``aopc_curve.csv`` (when AOPC was
+    computed) and ``report.html`` (with its figures) into ``output_dir``.
+
+    ``summary.json`` holds ``{method: {metric: {"mean", "std", "n"}}}``; NaN (a metric
+    with no value, e.g. no sample had a mask) is written as ``null``.
+
+    Returns:
+        name -> path of every file written.
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"results": write_csv(comparison.rows(), out / "results.csv")}
+    summary = comparison.summary()
+    paths["summary"] = out / "summary.json"
+    paths["summary"].write_text(json.dumps(_json_safe(summary), indent=2) + "\n")
+    by_regions = comparison.aopc_by_regions()
+    if by_regions:
+        methods = list(by_regions)
+        length = min(len(v) for v in by_regions.values())
+        rows = [{"regions": k, **{m: by_regions[m][k] for m in methods}} for k in range(length)]
+        paths["aopc_curve"] = write_csv(rows, out / "aopc_curve.csv")
+    config = {**asdict(comparison.config), **dict(run_config or {})}
+    config["seconds_per_method"] = {m: round(s, 2) for m, s in comparison.seconds.items()}
+    if report:
+        from captum_medcam.visualization import write_report
+
+        paths["report"] = write_report(
+            out,
+            results=comparison.rows(),
+            summary=summary,
+            examples=_report_examples(comparison, class_names),
+            title=title,
+            config=config,
+        )
+    return paths
+
+
+def apply_preset(name: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``options`` with the preset's settings filled in where ``options`` has None."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    merged = dict(options)
+    for key, value in PRESETS[name].items():
+        if key != "description" and merged.get(key) is None:
+            merged[key] = value
+    return merged
+
+
+def config_from_options(options: Mapping[str, Any]) -> EvaluationConfig:
+    """An :class:`EvaluationConfig` from a dict of options, None meaning the default."""
+    names = EvaluationConfig.__dataclass_fields__
+    given = {k: v for k, v in options.items() if k in names and v is not None}
+    return EvaluationConfig(**given)
