@@ -191,17 +191,26 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument(
         "--score",
-        choices=("probability", "logit", "correct"),
-        help="score of the curves (default probability; correct: 0/1 argmax)",
+        choices=("probability", "logit", "sigmoid", "correct"),
+        help="score of the curves (default probability; sigmoid: multi-label heads; correct: "
+        "0/1 argmax)",
     )
     options.add_argument("--n-steps", type=int, help="deletion/insertion steps (default 100)")
     options.add_argument("--aopc-grid", type=int, help="AOPC regions per spatial dim (9: 9x9)")
     options.add_argument("--aopc-region-size", type=int, help="AOPC patch edge in voxels")
-    options.add_argument("--aopc-regions", type=int, help="AOPC: regions perturbed (default all)")
+    options.add_argument(
+        "--aopc-regions", type=int, help="AOPC: regions perturbed (default the first 20%%)"
+    )
+    options.add_argument(
+        "--aopc-baseline",
+        choices=("mean", "blur", "uniform"),
+        help="AOPC: what replaces a region (default mean; uniform noise can saturate a lesion "
+        "detector)",
+    )
     options.add_argument(
         "--aopc-noise-std",
         type=float,
-        help="AOPC: perturb with normal noise of this std (default: uniform noise)",
+        help="AOPC: perturb with normal noise of this std instead (the X-ray preset: 0.1)",
     )
     options.add_argument(
         "--target", choices=("pred", "label"), help="class to explain (default: the prediction)"

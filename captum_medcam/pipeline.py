@@ -291,6 +291,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "methods": ("gradcam",),
         "metrics": ("aopc",),
         "aopc_grid": 9,
+        "aopc_regions": 81,
         "aopc_noise_std": 0.1,
         "score": "probability",
         "correct_only": True,
@@ -306,16 +307,20 @@ class EvaluationConfig:
         methods: names from :data:`METHODS`.
         layer: the dotted layer name for the CAMs (e.g. ``"layer4"``).
         metrics: names from :data:`METRICS`. The localization metrics need masks.
-        score: ``"probability"``, ``"logit"`` or ``"correct"`` (0/1 correctness of the
-            argmax) for deletion, insertion and AOPC.
+        score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
+            ``"correct"`` (0/1 correctness of the argmax) for deletion, insertion and AOPC.
         n_steps: deletion/insertion steps (``n_steps + 1`` curve points).
         aopc_grid: regions per spatial dim for AOPC (9 gives the 9x9 grid); None uses
             ``aopc_region_size``.
         aopc_region_size: AOPC patch edge in voxels (default: the metric's, 9).
-        aopc_regions: how many regions AOPC perturbs (default all).
-        aopc_noise_std: perturb AOPC regions with normal noise of this std; None: uniform
-            noise over each example's range (the metric's default). Either is seeded by
-            ``seed`` and the example's content, so runs repeat exactly.
+        aopc_regions: how many regions AOPC perturbs (default: the metric's, the first 20%).
+        aopc_baseline: what replaces an AOPC region: ``"mean"`` (each example's mean, the
+            metric's default, chosen because it separates good maps from random ones),
+            ``"blur"``, or ``"uniform"`` noise over each example's range (Samek et al.'s;
+            it can saturate a lesion detector, see :func:`~captum_medcam.metrics.aopc`).
+        aopc_noise_std: perturb AOPC regions with normal noise of this std instead (the
+            X-ray study: 0.1). Noise is seeded by ``seed`` and the example's content, so
+            runs repeat exactly.
         target: ``"pred"`` (the predicted class) or ``"label"``.
         correct_only: explain only correctly classified samples.
         batch_size: samples per batch.
@@ -336,6 +341,7 @@ class EvaluationConfig:
     aopc_grid: int | None = None
     aopc_region_size: int | None = None
     aopc_regions: int | None = None
+    aopc_baseline: str = "mean"
     aopc_noise_std: float | None = None
     target: str = "pred"
     correct_only: bool = False
@@ -364,9 +370,14 @@ class EvaluationConfig:
         for name in metrics:
             if name not in METRICS:
                 raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
-        if self.score not in ("probability", "logit", "correct"):
+        if self.score not in ("probability", "logit", "sigmoid", "correct"):
             raise ValueError(
-                f"score must be 'probability', 'logit' or 'correct', got {self.score!r}"
+                f"score must be 'probability', 'logit', 'sigmoid' or 'correct', got {self.score!r}"
+            )
+        if self.aopc_baseline not in ("mean", "blur", "uniform"):
+            raise ValueError(
+                "aopc_baseline must be 'mean', 'blur' or 'uniform' (normal noise: set "
+                f"aopc_noise_std), got {self.aopc_baseline!r}"
             )
         if self.target not in ("pred", "label"):
             raise ValueError(f"target must be 'pred' or 'label', got {self.target!r}")
@@ -447,7 +458,14 @@ def build_metrics(config: EvaluationConfig) -> dict[str, Metric]:
                 options["region_size"] = config.aopc_region_size
             if config.aopc_regions is not None:
                 options["n_regions"] = config.aopc_regions
-            options["baselines"] = _seeded_noise(config.aopc_noise_std, config.seed)
+            if config.aopc_noise_std is not None:
+                options["baselines"] = _seeded_noise(config.aopc_noise_std, config.seed)
+            elif config.aopc_baseline == "uniform":
+                options["baselines"] = _seeded_noise(None, config.seed)
+            elif config.aopc_baseline == "blur":
+                options["baselines"] = metrics.blur_baseline()
+            else:
+                options["baselines"] = metrics.mean_baseline()
             out[column] = _CurveMetric("aopc", options, config.aopc_grid)
         elif name == "pointing_game":
             out[column] = localization_metric(
