@@ -242,6 +242,10 @@ def run_demo(
             "iou",
         ),
         "n_steps": 8 if quick else 50,
+        # Zeroed brain voxels look like an infarct (dark), so deletion to zero changes the
+        # prediction whatever the order: on this model a random map's DAUC was 0.49 against
+        # CRM's 0.22 on the lesion volumes; deleting into RISE's blur gave 0.62 against 0.045.
+        "deletion_baseline": "blur",
         "aopc_region_size": 4,
         "aopc_regions": 8 if quick else 50,
         "seed": seed,

@@ -196,6 +196,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "0/1 argmax)",
     )
     options.add_argument("--n-steps", type=int, help="deletion/insertion steps (default 100)")
+    options.add_argument(
+        "--deletion-baseline",
+        choices=("zero", "mean", "blur"),
+        help="what deleted voxels become (default zero, as RISE; blur where zero is itself a "
+        "finding, e.g. dark lesions)",
+    )
     options.add_argument("--aopc-grid", type=int, help="AOPC regions per spatial dim (9: 9x9)")
     options.add_argument("--aopc-region-size", type=int, help="AOPC patch edge in voxels")
     options.add_argument(

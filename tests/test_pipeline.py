@@ -7,7 +7,13 @@ import pytest
 import torch
 from captum.attr import LayerGradCam
 
-from captum_medcam.metrics import aopc_curve, deletion_auc, insertion_curve
+from captum_medcam.metrics import (
+    aopc_curve,
+    blur_baseline,
+    deletion_auc,
+    insertion_curve,
+    mean_baseline,
+)
 from captum_medcam.pipeline import (
     METHODS,
     EvaluationConfig,
@@ -158,3 +164,26 @@ def test_every_method_builds_and_runs(name):
     assert maps.shape[0] == 2 and maps.shape[2:] == (8, 8, 8)
     assert torch.isfinite(maps).all()
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    ("deletion_baseline", "substrate"),
+    [("zero", lambda: 0.0), ("mean", mean_baseline), ("blur", blur_baseline)],
+)
+def test_deletion_baseline_is_the_metrics_substrate(deletion_baseline, substrate):
+    model = small_cnn(3, in_channels=1)
+    config = EvaluationConfig(
+        methods=("random",), metrics=("deletion",), n_steps=4, deletion_baseline=deletion_baseline
+    )
+    samples = data(n=3)
+    comparison = compare_methods(model, samples, config, show_progress=False)
+    x = torch.stack([s["image"] for s in samples])
+    expected = deletion_auc(
+        model, x, RandomMap(0).attribute(x), model(x).argmax(1), n_steps=4, baselines=substrate()
+    )
+    torch.testing.assert_close(comparison.results["random"].values["deletion_auc"], expected)
+
+
+def test_deletion_baseline_must_be_known():
+    with pytest.raises(ValueError, match="deletion_baseline must be 'zero', 'mean' or 'blur'"):
+        EvaluationConfig(deletion_baseline="noise")
