@@ -249,7 +249,7 @@ def load_volume(
 
 
 def _resize(x: Tensor, size: Sequence[int], mode: str) -> Tensor:
-    from captum_medcam.attr._cam import resize
+    from captum_medcam._core.spatial import resize
 
     if tuple(x.shape[1:]) == tuple(size):
         return x

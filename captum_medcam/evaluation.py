@@ -31,9 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_medcam._targets import class_indices
-from captum_medcam.attr._cam import resize
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     DEFAULT_SEED,
     check_choice,
     check_flags,
@@ -41,9 +39,10 @@ from captum_medcam.attr._checks import (
     check_int,
     check_positive_int,
     check_target_type,
-    unwrap_meta,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import resize
+from captum_medcam._core.targets import class_indices
 
 __all__ = [
     "EvaluatedBatch",
@@ -486,7 +485,7 @@ def _take(target: Any, keep: Tensor, n: int) -> Any:
 def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any:
     """Resolve ``target`` ("pred", "label", or a Captum target) for a batch of ``n``.
 
-    Predictions and labels may be in any form :func:`captum_medcam._targets.class_indices`
+    Predictions and labels may be in any form :func:`captum_medcam._core.targets.class_indices`
     reads (scores, one-hot, class indices, a decollated list).
     """
     if target == "pred":

@@ -7,7 +7,7 @@ import torch
 from monai.data import MetaTensor, decollate_batch
 from monai.transforms import Activations, AsDiscrete
 
-from captum_medcam._targets import class_indices
+from captum_medcam._core.targets import class_indices
 from captum_medcam.evaluation import batch_target
 
 LOGITS = torch.tensor([[0.3, 2.0, -1.0], [1.5, 0.2, 0.1], [-2.0, 0.0, 4.0]])

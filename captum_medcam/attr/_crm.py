@@ -9,8 +9,7 @@ import torch
 from captum.attr import LayerAttribution, PerturbationAttribution
 from torch import Tensor, nn
 
-from captum_medcam.attr._cam import interpolation_mode, resize
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     check_baseline_value,
     check_flags,
     check_forward_and_layer,
@@ -19,11 +18,11 @@ from captum_medcam.attr._checks import (
     check_target_type,
     format_additional_args,
     index_additional_args,
-    per_sample_target,
-    unwrap_meta,
     warn_if_training,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import interpolation_mode, resize
+from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import (

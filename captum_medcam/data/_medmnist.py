@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from captum_medcam.attr._checks import check_flags
+from captum_medcam._core.checks import check_flags
 
 __all__ = ["MEDMNIST_2D_FLAGS", "MEDMNIST_3D_FLAGS", "MedMNIST2D", "MedMNIST3D"]
 

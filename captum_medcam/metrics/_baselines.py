@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     DEFAULT_SEED,
     check_baseline_value,
     check_choice,

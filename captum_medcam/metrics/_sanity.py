@@ -18,8 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from captum_medcam.attr._cam import minmax_normalize, resize
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     DEFAULT_SEED,
     check_choice,
     check_flags,
@@ -29,9 +28,10 @@ from captum_medcam.attr._checks import (
     format_additional_args,
     index_additional_args,
     make_generator,
-    unwrap_meta,
     user_stacklevel,
 )
+from captum_medcam._core.meta import unwrap_meta
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 
 __all__ = ["RandomizationResult", "model_parameter_randomization"]

@@ -12,7 +12,7 @@ from captum.attr import Attribution, IntegratedGradients, LayerGradCam
 from torch import nn
 
 from captum_medcam import ScoreCAM
-from captum_medcam.attr._cam import minmax_normalize, resize
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam.metrics import (
     RandomizationResult,
     model_parameter_randomization,

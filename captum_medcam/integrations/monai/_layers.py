@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from captum_medcam.attr._checks import check_flags, check_positive_int, format_additional_args
+from captum_medcam._core.checks import check_flags, check_positive_int, format_additional_args
 
 __all__ = ["LayerInfo", "get_layer", "list_layers"]
 
