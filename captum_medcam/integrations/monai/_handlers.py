@@ -19,7 +19,7 @@ from captum_medcam.evaluation import (
     check_evaluation_target,
     check_metrics,
     gather_values,
-    summarize,
+    mean_std,
 )
 
 __all__ = ["AttributionHandler"]
@@ -205,6 +205,6 @@ class AttributionHandler:
         }
         self.values = gather_values(local, world)
         for name, value in self.values.items():
-            mean, std = summarize(value)
+            mean, std = mean_std(value)
             engine.state.metrics[name] = mean
             engine.state.metrics[f"{name}_std"] = std
