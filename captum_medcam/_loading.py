@@ -23,16 +23,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-__all__ = [
-    "TableDataset",
-    "Volume",
-    "load_network",
-    "load_volume",
-    "load_weights",
-    "medmnist_dataset",
-    "save_nifti",
-]
-
 _NIFTI = (".nii", ".nii.gz")
 _PNG = (".png",)
 

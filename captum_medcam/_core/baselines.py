@@ -9,8 +9,6 @@ from torch import Tensor
 
 from captum_medcam._core.checks import check_baseline_value
 
-__all__ = ["resolve_baseline"]
-
 
 def resolve_baseline(
     baselines: object,

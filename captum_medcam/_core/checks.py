@@ -21,25 +21,6 @@ from torch import Tensor, nn
 
 from captum_medcam._core.meta import unwrap_meta
 
-__all__ = [
-    "DEFAULT_SEED",
-    "check_baseline_value",
-    "check_bool",
-    "check_choice",
-    "check_finite_float",
-    "check_flags",
-    "check_forward_and_layer",
-    "check_inputs",
-    "check_int",
-    "check_positive_int",
-    "check_target_type",
-    "check_tensor_finite",
-    "format_additional_args",
-    "index_additional_args",
-    "make_generator",
-    "warn_if_training",
-]
-
 _MAX_SPATIAL_DIMS = 3
 
 

@@ -10,8 +10,6 @@ import copy
 
 from torch import Tensor
 
-__all__ = ["unwrap_meta", "wrap_meta"]
-
 
 def unwrap_meta(x: Tensor) -> Tensor:
     """Return the plain tensor behind a MONAI ``MetaTensor`` (``x`` itself otherwise)."""

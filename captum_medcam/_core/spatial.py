@@ -11,8 +11,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["interpolation_mode", "minmax_normalize", "resize"]
-
 _LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
 _MODES_BY_DIMS = {
     1: {"linear", "nearest", "nearest-exact", "area"},

@@ -22,17 +22,6 @@ from torch import Tensor
 
 from captum_medcam._core.meta import unwrap_meta
 
-__all__ = [
-    "METRIC_SCORES",
-    "SCORES",
-    "MetricScore",
-    "Score",
-    "class_indices",
-    "class_scores",
-    "per_sample_target",
-    "select_target",
-]
-
 #: What a method scores a masked input by: the target's softmax probability, its logit, or
 #: the sigmoid of its logit (one label of a multi-label head).
 Score = Literal["probability", "logit", "sigmoid"]

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from torch import Tensor
 
-__all__ = ["weighted_sum"]
-
 
 def weighted_sum(weights: Tensor, activations: Tensor) -> Tensor:
     """``sum_k w[n, k] * A[n, k]``.

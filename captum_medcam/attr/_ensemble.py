@@ -14,7 +14,7 @@ from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import resize
 from captum_medcam.attr._interop import captum_attribute
 
-__all__ = ["EnsembleAttribution", "normalize_per_sample"]
+__all__ = ["EnsembleAttribution"]
 
 
 def normalize_per_sample(maps: Tensor) -> Tensor:

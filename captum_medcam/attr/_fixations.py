@@ -24,7 +24,7 @@ from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._interop import captum_attribute
 
-__all__ = ["CNNFixations", "fixation_density"]
+__all__ = ["CNNFixations"]
 
 #: Modules that map each element to the element at the same index (possibly mixing
 #: values along a dim, as softmax and batch norm do, but never moving them).

@@ -53,12 +53,6 @@ __all__ = [
     "LayerCAM3D",
     "XGradCAM",
     "XGradCAM3D",
-    "gradcam_plusplus_weights",
-    "gradcam_weights",
-    "hirescam_weights",
-    "layer_gradients",
-    "layercam_weights",
-    "xgradcam_weights",
 ]
 
 #: A weight function: ``(activations (N, K, *S'), gradients (N, K, *S'), scores (N,))`` to

@@ -16,8 +16,6 @@ from torch import Tensor, nn
 
 from captum_medcam._core.checks import check_forward_and_layer
 
-__all__ = ["LayerMonitor", "check_model_output", "checked_forward", "forward_with_capture"]
-
 
 class LayerMonitor:
     """The checks made on a layer's output (or input) each time the layer runs.

@@ -19,8 +19,6 @@ from torch import Tensor
 
 from captum_medcam._core.meta import unwrap_meta
 
-__all__ = ["captum_attribute"]
-
 F = TypeVar("F", bound=Callable[..., Any])
 
 

@@ -23,7 +23,6 @@ from captum_medcam._core.checks import (
 )
 
 __all__ = [
-    "Baseline",
     "blur_baseline",
     "gaussian_blur",
     "mean_baseline",

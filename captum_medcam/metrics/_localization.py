@@ -25,7 +25,6 @@ from captum_medcam._core.meta import unwrap_meta
 __all__ = [
     "attribution_dice",
     "attribution_iou",
-    "dilate_mask",
     "energy_pointing_game",
     "pointing_game",
     "relevance_rank_accuracy",

@@ -39,18 +39,7 @@ from captum_medcam._core.checks import (
 from captum_medcam._core.meta import unwrap_meta
 from captum_medcam._core.targets import METRIC_SCORES, MetricScore, class_scores, per_sample_target
 
-__all__ = [
-    "DEFAULT_MAX_EXAMPLES_PER_BATCH",
-    "CurveSpec",
-    "DegenerateCurveWarning",
-    "PerturbationCurve",
-    "Prepared",
-    "auc",
-    "prepare",
-    "run_curves",
-    "same_score",
-    "voxel_order",
-]
+__all__ = ["DegenerateCurveWarning", "PerturbationCurve", "auc"]
 
 
 #: Perturbed inputs per forward pass. Raise it on a GPU until memory is the limit.

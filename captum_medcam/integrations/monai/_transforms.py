@@ -17,7 +17,7 @@ from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.targets import class_indices
 from captum_medcam.evaluation import attribute_batch, check_attribute_kwargs
 
-__all__ = ["Attributiond", "InvertAttributiond"]
+__all__ = ["Attributiond", "InvertAttributiond", "check_invertible"]
 
 
 def _missing_key(key: Hashable, data: Mapping[Hashable, Any], what: str) -> KeyError:
