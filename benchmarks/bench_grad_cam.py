@@ -35,7 +35,7 @@ from captum_medcam import (
     LayerCAM3D,
     XGradCAM3D,
 )
-from captum_medcam.attr._checks import select_target
+from captum_medcam._core.targets import select_target
 from captum_medcam.attr._hooks import forward_with_capture
 
 Run = Callable[[torch.Tensor, list[int]], object]

@@ -19,7 +19,7 @@ import torch
 
 from benchmarks._common import interleaved
 from captum_medcam import ScoreCAM, ScoreCAM3D
-from captum_medcam.attr._cam import minmax_normalize, resize
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._score_cam import _distinct_masks
 

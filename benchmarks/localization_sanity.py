@@ -24,7 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from captum_medcam.attr._cam import minmax_normalize
+from captum_medcam._core.spatial import minmax_normalize
 from captum_medcam.metrics import (
     energy_pointing_game,
     pointing_game,

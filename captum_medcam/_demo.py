@@ -27,8 +27,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["DemoResult", "brain_lesions", "demo_network", "run_demo", "train_demo_model"]
-
 CLASSES = ("healthy", "tumour", "infarct")
 SHAPE = (32, 40, 32)
 QUICK_SHAPE = (16, 20, 16)

@@ -23,16 +23,6 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-__all__ = [
-    "TableDataset",
-    "Volume",
-    "load_network",
-    "load_volume",
-    "load_weights",
-    "medmnist_dataset",
-    "save_nifti",
-]
-
 _NIFTI = (".nii", ".nii.gz")
 _PNG = (".png",)
 
@@ -249,7 +239,7 @@ def load_volume(
 
 
 def _resize(x: Tensor, size: Sequence[int], mode: str) -> Tensor:
-    from captum_medcam.attr._cam import resize
+    from captum_medcam._core.spatial import resize
 
     if tuple(x.shape[1:]) == tuple(size):
         return x

@@ -304,8 +304,8 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
     """``captum-medcam evaluate`` with its options as a dict (None: not given)."""
     from torch.utils.data import Subset
 
+    from captum_medcam._core.spatial import resize
     from captum_medcam._loading import TableDataset, medmnist_dataset, save_nifti
-    from captum_medcam.attr._cam import resize
     from captum_medcam.evaluation import EvaluatedBatch, _world, run_distributed
     from captum_medcam.pipeline import compare_methods, config_from_options, write_outputs
 

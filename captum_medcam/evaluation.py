@@ -31,9 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_medcam._targets import class_indices
-from captum_medcam.attr._cam import resize
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     DEFAULT_SEED,
     check_choice,
     check_flags,
@@ -41,9 +39,11 @@ from captum_medcam.attr._checks import (
     check_int,
     check_positive_int,
     check_target_type,
-    unwrap_meta,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import resize
+from captum_medcam._core.targets import class_indices
+from captum_medcam.metrics import summarize
 
 __all__ = [
     "EvaluatedBatch",
@@ -264,19 +264,26 @@ def check_metrics(metrics: Mapping[str, Metric] | None) -> dict[str, Metric]:
     return dict(metrics)
 
 
-def summarize(values: Tensor) -> tuple[float, float]:
-    """Mean and standard deviation (population, ``ddof=0``, as NumPy's ``std``) of ``values``."""
+def mean_std(values: Tensor) -> tuple[float, float]:
+    """Mean and population std of ``values`` for a report: (NaN, NaN) when there is none.
+
+    :func:`captum_medcam.metrics.summarize` computes them (``ddof=0``, as NumPy's ``std``)
+    and raises on empty input, so a caller cannot mistake "no value" for a result. A report
+    (:attr:`EvaluationResult.summary`, the handler's ``engine.state.metrics``) has a cell
+    for every metric, also one that had no sample (an epoch without batches, a localization
+    metric on a data set without lesions): that cell is NaN, with its count 0.
+    """
     if values.numel() == 0:
         return float("nan"), float("nan")
-    v = values.double()
-    return float(v.mean()), float(v.std(correction=0))
+    s = summarize(values)
+    return s.mean, s.std
 
 
 def _finite_summary(values: Tensor) -> tuple[float, float, int]:
     """Mean, population std and count of the values that are not NaN."""
     v = values.double()
     v = v[~torch.isnan(v)]
-    return (*summarize(v), int(v.numel()))
+    return (*mean_std(v), int(v.numel()))
 
 
 def _cell(value: Tensor | None, i: int) -> Any:
@@ -486,7 +493,7 @@ def _take(target: Any, keep: Tensor, n: int) -> Any:
 def batch_target(target: Any, labels: Any, output: Tensor | None, n: int) -> Any:
     """Resolve ``target`` ("pred", "label", or a Captum target) for a batch of ``n``.
 
-    Predictions and labels may be in any form :func:`captum_medcam._targets.class_indices`
+    Predictions and labels may be in any form :func:`captum_medcam._core.targets.class_indices`
     reads (scores, one-hot, class indices, a decollated list).
     """
     if target == "pred":

@@ -504,21 +504,12 @@ def build_metrics(config: EvaluationConfig) -> dict[str, Metric]:
 def _relative_threshold(function: Callable[..., Tensor], fraction: float) -> Metric:
     """IoU/Dice with the map binarized at ``fraction`` of each example's maximum."""
 
-    def metric(
-        forward_func: Any,
-        inputs: Tensor,
-        attributions: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        masks: Tensor,
-    ) -> Tensor:
+    def thresholded(attributions: Tensor, masks: Tensor, **options: Any) -> Tensor:
         peak = attributions.sum(1).flatten(1).amax(1).clamp(min=0)
-        return function(
-            attributions, masks.to(attributions.device), threshold=fraction * peak, empty_mask="nan"
-        )
+        return function(attributions, masks, threshold=fraction * peak, **options)
 
-    return metric
+    thresholded.__name__ = getattr(function, "__name__", "localization_metric")
+    return localization_metric(thresholded)
 
 
 def build_method(

@@ -324,7 +324,7 @@ def test_evaluate_nifti_table_with_masks(tmp_path, capsys):
     # the map equals Grad-CAM on the resized volume, resized back to the volume
     from captum.attr import LayerGradCam
 
-    from captum_medcam.attr._cam import resize
+    from captum_medcam._core.spatial import resize
 
     x = torch.from_numpy(nib.load(tmp_path / "v1.nii.gz").get_fdata().astype(np.float32))
     x16 = resize(x[None, None], (16, 16, 16))

@@ -21,3 +21,37 @@ def test_import_does_not_load_optional_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_private_all_lists_name_only_what_the_package_exports():
+    """A private module's ``__all__`` lists exactly the names a public module re-exports from it."""
+    import importlib
+    import pkgutil
+
+    modules = {
+        m.name: importlib.import_module(m.name)
+        for m in pkgutil.walk_packages(captum_medcam.__path__, "captum_medcam.")
+    }
+    modules["captum_medcam"] = captum_medcam
+
+    def private(name: str) -> bool:
+        return any(part.startswith("_") for part in name.split(".")[1:])
+
+    exported: dict[str, list[object]] = {}
+    for name, module in modules.items():
+        if not private(name):
+            for n in getattr(module, "__all__", ()):
+                exported.setdefault(n, []).append(getattr(module, n))
+    for name, module in modules.items():
+        if not private(name) or name.endswith("._core"):
+            continue
+        listed = set(getattr(module, "__all__", ()))
+        reexported = {
+            n
+            for n, objects in exported.items()
+            if n in vars(module)
+            and any(o is vars(module)[n] for o in objects)
+            and getattr(vars(module)[n], "__module__", name) == name
+        }
+        assert listed <= set(exported), (name, sorted(listed - set(exported)))
+        assert reexported <= listed, (name, sorted(reexported - listed))

@@ -1,4 +1,5 @@
-"""class_indices: every form MONAI's classification postprocessing leaves, read as classes."""
+"""class_indices: every form MONAI's classification postprocessing leaves, read as classes;
+class_scores: each score kind by hand."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from monai.data import MetaTensor, decollate_batch
 from monai.transforms import Activations, AsDiscrete
 
-from captum_medcam._targets import class_indices
+from captum_medcam._core.targets import METRIC_SCORES, SCORES, class_indices, class_scores
 from captum_medcam.evaluation import batch_target
 
 LOGITS = torch.tensor([[0.3, 2.0, -1.0], [1.5, 0.2, 0.1], [-2.0, 0.0, 4.0]])
@@ -83,3 +84,28 @@ def test_bad_types():
         class_indices(torch.ones(3, dtype=torch.bool), 3)
     with pytest.raises(TypeError, match="a list of per-sample tensors, got object"):
         class_indices(object(), 3)
+
+
+def test_class_scores_by_hand() -> None:
+    """Every score kind of the methods and the metrics, for rows 2 and 0 of LOGITS.
+
+    ``output`` holds the rows of the examples ``index`` (a chunk), ``target`` all examples.
+    """
+    index = torch.tensor([2, 0])
+    batch = LOGITS[index]
+    target = torch.tensor([1, 1, 1])  # the argmax is 1 for row 0, 2 for row 2
+    e = LOGITS.exp()
+    expected = {
+        "logit": torch.tensor([0.0, 2.0]),
+        "probability": torch.stack([e[2, 1] / e[2].sum(), e[0, 1] / e[0].sum()]),
+        "sigmoid": torch.tensor([0.5, 1 / (1 + torch.e**-2.0)]),
+        "correct": torch.tensor([0.0, 1.0]),
+    }
+    assert set(SCORES) < set(METRIC_SCORES) == set(expected)
+    for score, values in expected.items():
+        torch.testing.assert_close(class_scores(batch, target, index, score), values)
+    # a single logit per example: "probability" is its sigmoid
+    one = batch[:, :1]
+    torch.testing.assert_close(class_scores(one, None, index, "probability"), one[:, 0].sigmoid())
+    with pytest.raises(ValueError, match="one class index per example"):
+        class_scores(batch, [(1,)] * 3, index, "correct")

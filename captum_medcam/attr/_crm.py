@@ -9,8 +9,8 @@ import torch
 from captum.attr import LayerAttribution, PerturbationAttribution
 from torch import Tensor, nn
 
-from captum_medcam.attr._cam import interpolation_mode, resize
-from captum_medcam.attr._checks import (
+from captum_medcam._core.baselines import resolve_baseline
+from captum_medcam._core.checks import (
     check_baseline_value,
     check_flags,
     check_forward_and_layer,
@@ -19,11 +19,11 @@ from captum_medcam.attr._checks import (
     check_target_type,
     format_additional_args,
     index_additional_args,
-    per_sample_target,
-    unwrap_meta,
     warn_if_training,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import interpolation_mode, resize
+from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import (
@@ -61,19 +61,16 @@ def crm_from_score_changes(changes: Tensor, target: Tensor | list[Any] | None) -
     return changes.gather(1, index.expand(-1, 1, *changes.shape[2:])).pow(2)
 
 
-def _baseline_like(baselines: float | Tensor, acts: Tensor) -> Tensor:
+def _activation_baseline(baselines: float | Tensor, acts: Tensor) -> Tensor:
     """The baseline expanded to the activations' shape ``(N, C', *S')``."""
-    if isinstance(baselines, bool) or not isinstance(baselines, (int, float, Tensor)):
-        raise TypeError(f"baselines must be a number or a tensor, got {type(baselines).__name__}")
-    base = torch.as_tensor(baselines, dtype=acts.dtype, device=acts.device)
-    try:
-        return base.expand_as(acts)
-    except RuntimeError:
-        raise ValueError(
-            f"baselines of shape {tuple(base.shape)} cannot be broadcast to the layer's "
-            f"activations {tuple(acts.shape)}; pass a number, a per-channel tensor shaped "
-            f"(1, {acts.shape[1]}{', 1' * (acts.dim() - 2)}), or a tensor of the activations' shape"
-        ) from None
+    per_channel = f"(1, {acts.shape[1]}{', 1' * (acts.dim() - 2)})"
+    return resolve_baseline(
+        baselines,
+        acts,
+        what="the layer's activations",
+        hint=f"; pass a number, a per-channel tensor shaped {per_channel}, or a tensor of "
+        "the activations' shape",
+    )
 
 
 def _close(a: Tensor, b: Tensor) -> bool:
@@ -143,14 +140,14 @@ class _CRM(LayerAttribution, PerturbationAttribution):
                 self._check_activations(acts, x)
                 acts = acts.to(x.dtype)
                 targets = _crm_target(target, x.shape[0], output)
-                base = _baseline_like(baselines, acts)
+                base = _activation_baseline(baselines, acts)
                 changes = self._faithful_changes(
                     x, args, output, raw, acts, base, perturbations_per_eval, show_progress
                 )
             else:
                 output, acts, fc_input = self._capture_with_head(x, args)
                 targets = _crm_target(target, x.shape[0], output)
-                base = _baseline_like(baselines, acts)
+                base = _activation_baseline(baselines, acts)
                 self._check_head(acts, fc_input, output)
                 weight = self.fc_layer.weight.to(acts.dtype)
                 positions = acts[0, 0].numel()

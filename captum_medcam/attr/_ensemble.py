@@ -9,11 +9,12 @@ import torch
 from captum.attr import Attribution
 from torch import Tensor
 
-from captum_medcam.attr._cam import resize
-from captum_medcam.attr._checks import check_inputs, unwrap_meta, wrap_meta
+from captum_medcam._core.checks import check_inputs
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import resize
 from captum_medcam.attr._interop import captum_attribute
 
-__all__ = ["EnsembleAttribution", "normalize_per_sample"]
+__all__ = ["EnsembleAttribution"]
 
 
 def normalize_per_sample(maps: Tensor) -> Tensor:

@@ -13,19 +13,18 @@ import torch.nn.functional as F
 from captum.attr import Attribution
 from torch import Tensor, nn
 
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     check_finite_float,
     check_inputs,
     check_target_type,
     format_additional_args,
-    per_sample_target,
-    unwrap_meta,
     warn_if_training,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._interop import captum_attribute
 
-__all__ = ["CNNFixations", "fixation_density"]
+__all__ = ["CNNFixations"]
 
 #: Modules that map each element to the element at the same index (possibly mixing
 #: values along a dim, as softmax and batch norm do, but never moving them).

@@ -26,19 +26,18 @@ from captum.attr import (
 )
 from torch import Tensor, nn
 
-from captum_medcam.attr._cam import interpolation_mode, resize, weighted_sum
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     check_flags,
     check_forward_and_layer,
     check_inputs,
     check_target_type,
     format_additional_args,
-    per_sample_target,
-    select_target,
-    unwrap_meta,
     warn_if_training,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import interpolation_mode, resize
+from captum_medcam._core.targets import per_sample_target, select_target
+from captum_medcam.attr._cam import weighted_sum
 from captum_medcam.attr._hooks import checked_forward, forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
@@ -54,12 +53,6 @@ __all__ = [
     "LayerCAM3D",
     "XGradCAM",
     "XGradCAM3D",
-    "gradcam_plusplus_weights",
-    "gradcam_weights",
-    "hirescam_weights",
-    "layer_gradients",
-    "layercam_weights",
-    "xgradcam_weights",
 ]
 
 #: A weight function: ``(activations (N, K, *S'), gradients (N, K, *S'), scores (N,))`` to

@@ -14,9 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from captum_medcam.attr._checks import check_forward_and_layer
-
-__all__ = ["LayerMonitor", "check_model_output", "checked_forward", "forward_with_capture"]
+from captum_medcam._core.checks import check_forward_and_layer
 
 
 class LayerMonitor:

@@ -17,9 +17,7 @@ from typing import Any, TypeVar, cast
 from captum.log import log_usage
 from torch import Tensor
 
-from captum_medcam.attr._checks import unwrap_meta
-
-__all__ = ["captum_attribute"]
+from captum_medcam._core.meta import unwrap_meta
 
 F = TypeVar("F", bound=Callable[..., Any])
 

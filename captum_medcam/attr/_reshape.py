@@ -15,8 +15,6 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-__all__ = ["ReshapeTransform", "apply_reshape", "check_reshape_transform", "unreshape"]
-
 #: A callable from the layer's tensor to ``(N, C, *grid)``.
 ReshapeTransform = Callable[[Tensor], Tensor]
 

@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from captum.attr import LayerAttribution, PerturbationAttribution
 from torch import Tensor, nn
 
-from captum_medcam.attr._cam import interpolation_mode, minmax_normalize, resize, weighted_sum
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     check_baseline_value,
     check_choice,
     check_flags,
@@ -21,44 +20,23 @@ from captum_medcam.attr._checks import (
     check_target_type,
     format_additional_args,
     index_additional_args,
-    per_sample_target,
-    select_target,
-    unwrap_meta,
     warn_if_training,
-    wrap_meta,
 )
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import interpolation_mode, minmax_normalize, resize
+from captum_medcam._core.targets import Score, class_scores, per_sample_target
+from captum_medcam.attr._cam import weighted_sum
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
-Score = Literal["probability", "logit", "sigmoid"]
 NormalizeAt = Literal["input", "layer"]
 
 #: Masked copies of each example per forward pass. On a CPU larger batches gain little and
 #: cost memory; on a GPU raise it until memory is the limit (see benchmarks/).
 DEFAULT_PERTURBATIONS_PER_EVAL = 16
-
-
-def class_scores(
-    output: Tensor, target: Tensor | list[Any] | None, index: Tensor, score: Score
-) -> Tensor:
-    """One score per row: the target's logit, its probability, or its sigmoid.
-
-    ``"probability"`` is the softmax over dim 1, or the sigmoid when the model returns one
-    score per example (a binary classifier with a single logit). ``"sigmoid"`` is
-    ``sigmoid(logit)`` of the target label alone: the probability of one finding of a
-    multi-label head (one sigmoid per label, e.g. ChestMNIST's 14 findings), where a
-    softmax over all labels would be wrong.
-    """
-    if score == "sigmoid":
-        return select_target(output, target, index).sigmoid()
-    if score == "probability":
-        output = (
-            output.sigmoid() if output.dim() == 1 or output.shape[1] == 1 else output.softmax(1)
-        )
-    return select_target(output, target, index)
 
 
 class _ScoreCAM(LayerAttribution, PerturbationAttribution):
@@ -400,8 +378,8 @@ class ScoreCAM3D(_ScoreCAM):
         >>> from monai.networks.nets import resnet10
         >>> from captum_medcam import ScoreCAM3D
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
-        >>> maps = ScoreCAM3D(net, net.layer4).attribute(torch.randn(1, 1, 32, 32, 32), target=1)
-        >>> maps.shape
+        >>> maps = ScoreCAM3D(net, net.layer4).attribute(torch.randn(1, 1, 32, 32, 32), target=1)  # doctest: +SKIP
+        >>> maps.shape  # doctest: +SKIP
         torch.Size([1, 1, 32, 32, 32])
     """
 

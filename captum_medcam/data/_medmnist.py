@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
-from captum_medcam.attr._checks import check_flags
+from captum_medcam._core.checks import check_flags
 
 __all__ = ["MEDMNIST_2D_FLAGS", "MEDMNIST_3D_FLAGS", "MedMNIST2D", "MedMNIST3D"]
 
@@ -40,6 +40,35 @@ MEDMNIST_2D_FLAGS = (
 _SIZES = (28, 64)
 _SIZES_2D = (28, 64, 128, 224)
 _SPLITS = ("train", "val", "test")
+
+
+def _check_request(
+    flag: object,
+    split: object,
+    size: object,
+    root: object,
+    download: object,
+    transform: object,
+    as_dict: object,
+    flags: tuple[str, ...],
+    sizes: tuple[int, ...],
+    kind: str,
+) -> None:
+    """The arguments of :class:`MedMNIST2D` and :class:`MedMNIST3D`, checked before any file
+    is read (``kind`` is ``"2D"`` or ``"3D"``, for the messages)."""
+    check_flags(download=download, as_dict=as_dict)
+    if transform is not None and not callable(transform):
+        raise TypeError(f"transform must be callable or None, got {transform!r}")
+    if root is not None and not isinstance(root, (str, os.PathLike)):
+        raise TypeError(f"root must be a path or None, got {root!r}")
+    if not isinstance(flag, str) or flag not in flags:
+        raise ValueError(f"flag must be one of {list(flags)}, got {flag!r}")
+    if split not in _SPLITS:
+        raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
+    if size not in sizes:
+        raise ValueError(
+            f"size must be one of {list(sizes)} for the {kind} data sets, got {size!r}"
+        )
 
 
 def _load_arrays(
@@ -114,19 +143,9 @@ class MedMNIST3D(Dataset[Any]):
         transform: Callable[[Any], Any] | None = None,
         as_dict: bool = False,
     ) -> None:
-        check_flags(download=download, as_dict=as_dict)
-        if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be callable or None, got {transform!r}")
-        if root is not None and not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a path or None, got {root!r}")
-        if not isinstance(flag, str) or flag not in MEDMNIST_3D_FLAGS:
-            raise ValueError(f"flag must be one of {list(MEDMNIST_3D_FLAGS)}, got {flag!r}")
-        if split not in _SPLITS:
-            raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
-        if size not in _SIZES:
-            raise ValueError(
-                f"size must be one of {list(_SIZES)} for the 3D data sets, got {size!r}"
-            )
+        _check_request(
+            flag, split, size, root, download, transform, as_dict, MEDMNIST_3D_FLAGS, _SIZES, "3D"
+        )
         images, labels, info, root = _load_arrays(flag, split, size, root, download)
         if images.shape[1:] != (size, size, size):
             raise ValueError(
@@ -205,19 +224,18 @@ class MedMNIST2D(Dataset[Any]):
         transform: Callable[[Any], Any] | None = None,
         as_dict: bool = False,
     ) -> None:
-        check_flags(download=download, as_dict=as_dict)
-        if transform is not None and not callable(transform):
-            raise TypeError(f"transform must be callable or None, got {transform!r}")
-        if root is not None and not isinstance(root, (str, os.PathLike)):
-            raise TypeError(f"root must be a path or None, got {root!r}")
-        if not isinstance(flag, str) or flag not in MEDMNIST_2D_FLAGS:
-            raise ValueError(f"flag must be one of {list(MEDMNIST_2D_FLAGS)}, got {flag!r}")
-        if split not in _SPLITS:
-            raise ValueError(f"split must be one of {list(_SPLITS)}, got {split!r}")
-        if size not in _SIZES_2D:
-            raise ValueError(
-                f"size must be one of {list(_SIZES_2D)} for the 2D data sets, got {size!r}"
-            )
+        _check_request(
+            flag,
+            split,
+            size,
+            root,
+            download,
+            transform,
+            as_dict,
+            MEDMNIST_2D_FLAGS,
+            _SIZES_2D,
+            "2D",
+        )
         images, labels, info, root = _load_arrays(flag, split, size, root, download)
         if images.shape[1:3] != (size, size) or images.ndim not in (3, 4):
             raise ValueError(

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from captum_medcam.attr._checks import check_int, check_positive_int
+from captum_medcam._core.checks import check_int, check_positive_int
 
 __all__ = ["SyntheticLesions"]
 

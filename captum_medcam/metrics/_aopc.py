@@ -9,12 +9,13 @@ from typing import Any, Literal
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_choice, check_positive_int
-from captum_medcam.metrics._baselines import Baseline, mean_baseline, resolve_baseline
+from captum_medcam._core.baselines import resolve_baseline
+from captum_medcam._core.checks import check_choice, check_positive_int
+from captum_medcam._core.targets import MetricScore
+from captum_medcam.metrics._baselines import Baseline, mean_baseline
 from captum_medcam.metrics._perturbation import (
     DEFAULT_MAX_EXAMPLES_PER_BATCH,
     CurveSpec,
-    MetricScore,
     PerturbationCurve,
     prepare,
     run_curves,

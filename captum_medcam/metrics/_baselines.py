@@ -7,7 +7,6 @@ tensor broadcastable to the inputs, as Captum's ``baselines``.
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Callable
 from typing import Literal
 
@@ -15,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     DEFAULT_SEED,
-    check_baseline_value,
     check_choice,
     check_finite_float,
     check_positive_int,
@@ -25,12 +23,10 @@ from captum_medcam.attr._checks import (
 )
 
 __all__ = [
-    "Baseline",
     "blur_baseline",
     "gaussian_blur",
     "mean_baseline",
     "normal_noise_baseline",
-    "resolve_baseline",
     "uniform_noise_baseline",
 ]
 
@@ -267,35 +263,3 @@ def normal_noise_baseline(
         return mean + std * _noise(torch.randn, generator, inputs)
 
     return normal
-
-
-def resolve_baseline(baselines: object, inputs: Tensor, name: str = "baselines") -> Tensor:
-    """Turn a number, a tensor or a callable into a substrate shaped like ``inputs``.
-
-    Raises:
-        TypeError: a value of another type, or a callable that does not return a tensor.
-        ValueError: NaN or inf values (also in a callable's output), a tensor that does not
-            broadcast to the inputs.
-    """
-    if callable(baselines) and not isinstance(baselines, Tensor):
-        out = baselines(inputs)
-        if not isinstance(out, Tensor):
-            raise TypeError(f"the {name} callable must return a tensor, got {type(out).__name__}")
-        check_baseline_value(out, f"the output of the {name} callable")
-    elif isinstance(baselines, (numbers.Real, Tensor)) and not isinstance(baselines, bool):
-        out = torch.as_tensor(
-            check_baseline_value(baselines, name), dtype=inputs.dtype, device=inputs.device
-        )
-    else:
-        raise TypeError(
-            f"{name} must be a number, a tensor broadcastable to the inputs or a callable of "
-            f"the inputs, got {baselines!r} ({type(baselines).__name__})"
-        )
-    try:
-        out = out.to(dtype=inputs.dtype, device=inputs.device).expand_as(inputs)
-    except RuntimeError:
-        raise ValueError(
-            f"{name} of shape {tuple(out.shape)} does not broadcast to the inputs' shape "
-            f"{tuple(inputs.shape)}"
-        ) from None
-    return out

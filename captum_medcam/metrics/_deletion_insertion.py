@@ -8,12 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_positive_int
-from captum_medcam.metrics._baselines import Baseline, blur_baseline, resolve_baseline
+from captum_medcam._core.baselines import resolve_baseline
+from captum_medcam._core.checks import check_positive_int
+from captum_medcam._core.targets import MetricScore
+from captum_medcam.metrics._baselines import Baseline, blur_baseline
 from captum_medcam.metrics._perturbation import (
     DEFAULT_MAX_EXAMPLES_PER_BATCH,
     CurveSpec,
-    MetricScore,
     PerturbationCurve,
     auc,
     prepare,

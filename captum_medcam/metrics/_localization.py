@@ -19,12 +19,12 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_baseline_value, check_finite_float, unwrap_meta
+from captum_medcam._core.checks import check_baseline_value, check_finite_float
+from captum_medcam._core.meta import unwrap_meta
 
 __all__ = [
     "attribution_dice",
     "attribution_iou",
-    "dilate_mask",
     "energy_pointing_game",
     "pointing_game",
     "relevance_rank_accuracy",

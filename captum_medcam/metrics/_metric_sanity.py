@@ -27,7 +27,8 @@ from typing import Any, Literal, cast
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_inputs, check_positive_int, unwrap_meta
+from captum_medcam._core.checks import check_inputs, check_positive_int
+from captum_medcam._core.meta import unwrap_meta
 from captum_medcam.metrics._aopc import aopc
 from captum_medcam.metrics._deletion_insertion import deletion_auc, insertion_auc
 from captum_medcam.metrics._localization import (

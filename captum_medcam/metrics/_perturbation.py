@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, NamedTuple, cast
 
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     check_choice,
     check_flags,
     check_forward_and_layer,
@@ -33,28 +33,14 @@ from captum_medcam.attr._checks import (
     check_target_type,
     format_additional_args,
     index_additional_args,
-    per_sample_target,
-    unwrap_meta,
     user_stacklevel,
     warn_if_training,
 )
-from captum_medcam.attr._score_cam import class_scores
+from captum_medcam._core.meta import unwrap_meta
+from captum_medcam._core.targets import METRIC_SCORES, MetricScore, class_scores, per_sample_target
 
-__all__ = [
-    "DEFAULT_MAX_EXAMPLES_PER_BATCH",
-    "CurveSpec",
-    "DegenerateCurveWarning",
-    "PerturbationCurve",
-    "Prepared",
-    "auc",
-    "prepare",
-    "run_curves",
-    "same_score",
-    "voxel_order",
-]
+__all__ = ["DegenerateCurveWarning", "PerturbationCurve", "auc"]
 
-MetricScore = Literal["probability", "logit", "sigmoid", "correct"]
-_SCORES = ("probability", "logit", "sigmoid", "correct")
 
 #: Perturbed inputs per forward pass. Raise it on a GPU until memory is the limit.
 DEFAULT_MAX_EXAMPLES_PER_BATCH = 32
@@ -142,7 +128,7 @@ def prepare(
             ``score``, ``max_examples_per_batch < 1``.
     """
     check_forward_and_layer(forward_func)
-    check_choice(score, "score", _SCORES)
+    check_choice(score, "score", METRIC_SCORES)
     check_target_type(target)
     check_flags(show_progress=show_progress)
     if max_examples_per_batch is not None:
@@ -443,10 +429,5 @@ def _score(
     score: str,
     dtype: torch.dtype,
 ) -> Tensor:
-    """One score per row of ``output``: probability, logit, or 0/1 correctness."""
-    if score == "correct":
-        assert isinstance(targets, Tensor)  # guaranteed by _resolve_target
-        return (output.argmax(1) == targets.index_select(0, index)).to(dtype)
-    return class_scores(
-        output, targets, index, cast(Literal["probability", "logit", "sigmoid"], score)
-    ).to(dtype)
+    """One score per row of ``output``: probability, logit, sigmoid or 0/1 correctness."""
+    return class_scores(output, targets, index, cast(MetricScore, score)).to(dtype)

@@ -18,8 +18,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from captum_medcam.attr._cam import minmax_normalize, resize
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     DEFAULT_SEED,
     check_choice,
     check_flags,
@@ -29,9 +28,11 @@ from captum_medcam.attr._checks import (
     format_additional_args,
     index_additional_args,
     make_generator,
-    unwrap_meta,
     user_stacklevel,
 )
+from captum_medcam._core.layers import get_layer
+from captum_medcam._core.meta import unwrap_meta
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 
 __all__ = ["RandomizationResult", "model_parameter_randomization"]
@@ -75,7 +76,7 @@ def _build_explainer(
     if isinstance(explainer, type):
         args: list[Any] = [model]
         if layer is not None:
-            args.append(_get_module(model, layer))
+            args.append(_submodule(model, layer))
         obj = explainer(*args, **(explainer_kwargs or {}))
     elif callable(explainer):
         if layer is not None or explainer_kwargs:
@@ -109,19 +110,12 @@ def _build_explainer(
     return obj
 
 
-def _get_module(model: nn.Module, name: str) -> nn.Module:
-    if not isinstance(name, str):
-        raise TypeError(
-            f"layer names must be dotted strings such as 'layer4.1.conv2', got {name!r}"
-        )
-    try:
-        return model.get_submodule(name)
-    except AttributeError:
-        names = [n for n, _ in model.named_modules() if n][:12]
-        raise ValueError(
-            f"the model has no module named {name!r}; names look like {names}"
-            + (" ..." if len(names) == 12 else "")
-        ) from None
+def _submodule(model: nn.Module, name: str) -> nn.Module:
+    """The module named ``name``; ``""`` is the model itself (its own parameters, e.g. a
+    bias or a scale held by the root module, are a layer of the randomization too)."""
+    if name == "":
+        return model
+    return get_layer(model, name)
 
 
 def _own_parameters(module: nn.Module) -> bool:
@@ -449,7 +443,7 @@ def model_parameter_randomization(
         names = list(layers)
         if not names:
             raise ValueError("layers is empty; give at least one module name, or None for all")
-    modules = [_get_module(work, name) for name in names]
+    modules = [_submodule(work, name) for name in names]
     seeds = _seeds(seeds_from, len(names))
     trained = (
         {k: v.clone() for k, v in work.state_dict().items()} if mode == "independent" else None

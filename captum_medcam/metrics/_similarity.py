@@ -11,7 +11,7 @@ import math
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_finite_float, check_positive_int
+from captum_medcam._core.checks import check_finite_float, check_positive_int
 
 __all__ = ["spearman_rank_correlation", "structural_similarity"]
 

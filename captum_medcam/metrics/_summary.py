@@ -8,15 +8,15 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import (
+from captum_medcam._core.checks import (
     check_inputs,
     check_int,
     check_positive_int,
     format_additional_args,
     index_additional_args,
-    unwrap_meta,
     warn_if_training,
 )
+from captum_medcam._core.meta import unwrap_meta
 from captum_medcam.metrics._perturbation import DEFAULT_MAX_EXAMPLES_PER_BATCH
 
 __all__ = ["Summary", "correctly_classified", "summarize"]

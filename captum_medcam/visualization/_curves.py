@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from captum_medcam.attr._checks import check_int
+from captum_medcam._core.checks import check_int
 from captum_medcam.metrics._perturbation import PerturbationCurve, _check_curve, auc
 
 __all__ = ["plot_deletion_insertion"]

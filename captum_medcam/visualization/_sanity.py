@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from captum_medcam.attr._checks import check_flags
+from captum_medcam._core.checks import check_flags
 from captum_medcam.metrics._sanity import RandomizationResult
 
 if TYPE_CHECKING:  # pragma: no cover - typing only; matplotlib is imported lazily

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import check_finite_float, check_int, check_tensor_finite
+from captum_medcam._core.checks import check_finite_float, check_int, check_tensor_finite
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from captum_medcam import CRM, CRM3D
-from captum_medcam.attr._cam import resize
+from captum_medcam._core.spatial import resize
 from tests.conftest import CONV, GAP, assert_unchanged, gap_linear, hook_count, model_state
 
 

@@ -23,7 +23,7 @@ from captum_medcam import (
     XGradCAM,
     XGradCAM3D,
 )
-from captum_medcam.attr._cam import resize
+from captum_medcam._core.spatial import resize
 from captum_medcam.attr._grad_cam import _GradientCAM, gradcam_plusplus_weights
 from tests.conftest import assert_unchanged, gap_linear, model_state, small_cnn
 

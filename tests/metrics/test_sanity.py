@@ -12,7 +12,7 @@ from captum.attr import Attribution, IntegratedGradients, LayerGradCam
 from torch import nn
 
 from captum_medcam import ScoreCAM
-from captum_medcam.attr._cam import minmax_normalize, resize
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam.metrics import (
     RandomizationResult,
     model_parameter_randomization,
@@ -227,9 +227,9 @@ def test_explainer_built_on_the_users_model_is_refused() -> None:
 
 def test_errors_name_the_problem() -> None:
     model, x, target = data(2)
-    with pytest.raises(ValueError, match="no module named 'layer9'"):
+    with pytest.raises(ValueError, match="no layer named 'layer9'"):
         model_parameter_randomization(model, ScoreCAM, x, target, layer="layer9")
-    with pytest.raises(ValueError, match="no module named 'fc'"):
+    with pytest.raises(ValueError, match="no layer named 'fc'"):
         model_parameter_randomization(model, gradcam, x, target, layers=["fc"])
     with pytest.raises(ValueError, match="for an attribution class"):
         model_parameter_randomization(model, gradcam, x, target, layer="4")

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from captum_medcam.attr._checks import unwrap_meta, wrap_meta
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam.evaluation import (
     Metric,
     apply_metrics,
@@ -19,7 +19,7 @@ from captum_medcam.evaluation import (
     check_evaluation_target,
     check_metrics,
     gather_values,
-    summarize,
+    mean_std,
 )
 
 __all__ = ["AttributionHandler"]
@@ -57,7 +57,7 @@ class AttributionHandler:
             one-hot ``(N, K)`` (``AsDiscreted(to_onehot=K)``), class indices ``(N,)`` or
             ``(N, 1)`` (``AsDiscreted(argmax=True)``: used as they are), with the
             evaluator's ``decollate`` on or off; see
-            :func:`captum_medcam._targets.class_indices`. What names no single class (a
+            :func:`captum_medcam._core.targets.class_indices`. What names no single class (a
             multi-label 0/1 prediction, one score per example) is a ``ValueError`` that
             says what to store instead.
         image_key, pred_key, label_key: keys of ``engine.state.output`` (MONAI's ``Keys``).
@@ -166,7 +166,7 @@ class AttributionHandler:
         """Images, predictions and labels of a batch, collated or decollated (a list of dicts).
 
         Decollated predictions and labels stay lists of per-sample values, which
-        :func:`~captum_medcam._targets.class_indices` reads.
+        :func:`~captum_medcam._core.targets.class_indices` reads.
         """
         if isinstance(output, (list, tuple)) and output and isinstance(output[0], Mapping):
             rows = list(output)
@@ -205,6 +205,6 @@ class AttributionHandler:
         }
         self.values = gather_values(local, world)
         for name, value in self.values.items():
-            mean, std = summarize(value)
+            mean, std = mean_std(value)
             engine.state.metrics[name] = mean
             engine.state.metrics[f"{name}_std"] = std

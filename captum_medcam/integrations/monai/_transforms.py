@@ -12,11 +12,12 @@ from monai.transforms import Invertd, InvertibleTransform, MapTransform
 from monai.utils import ensure_tuple_rep
 from torch import Tensor
 
-from captum_medcam._targets import class_indices
-from captum_medcam.attr._checks import check_flags, unwrap_meta, wrap_meta
+from captum_medcam._core.checks import check_flags
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.targets import class_indices
 from captum_medcam.evaluation import attribute_batch, check_attribute_kwargs
 
-__all__ = ["Attributiond", "InvertAttributiond"]
+__all__ = ["Attributiond", "InvertAttributiond", "check_invertible"]
 
 
 def _missing_key(key: Hashable, data: Mapping[Hashable, Any], what: str) -> KeyError:
@@ -30,7 +31,7 @@ def _target_from(value: Any, key: Hashable) -> int:
 
     A class index (an int, ``()`` or ``(1,)``, e.g. after ``AsDiscreted(argmax=True)``) is
     that class; class scores or a one-hot ``(K,)`` give their argmax (see
-    :func:`captum_medcam._targets.class_indices`).
+    :func:`captum_medcam._core.targets.class_indices`).
     """
     return int(class_indices([value], 1, name=f"the target under key {key!r}")[0])
 

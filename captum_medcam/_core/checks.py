@@ -1,4 +1,4 @@
-"""Input validation and small conversions shared by every attribution method.
+"""Argument validation shared by the methods, the metrics and the integrations.
 
 Errors name the offending value and say what was expected; nothing here changes the
 user's model or data.
@@ -6,7 +6,6 @@ user's model or data.
 
 from __future__ import annotations
 
-import copy
 import math
 import numbers
 import os
@@ -20,28 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = [
-    "DEFAULT_SEED",
-    "check_baseline_value",
-    "check_bool",
-    "check_choice",
-    "check_finite_float",
-    "check_flags",
-    "check_forward_and_layer",
-    "check_inputs",
-    "check_int",
-    "check_positive_int",
-    "check_target_type",
-    "check_tensor_finite",
-    "format_additional_args",
-    "index_additional_args",
-    "make_generator",
-    "per_sample_target",
-    "select_target",
-    "unwrap_meta",
-    "warn_if_training",
-    "wrap_meta",
-]
+from captum_medcam._core.meta import unwrap_meta
 
 _MAX_SPATIAL_DIMS = 3
 
@@ -317,37 +295,6 @@ def make_generator(
     return torch.Generator(device=device or "cpu").manual_seed(int(generator))
 
 
-def unwrap_meta(x: Tensor) -> Tensor:
-    """Return the plain tensor behind a MONAI ``MetaTensor`` (``x`` itself otherwise)."""
-    as_tensor = getattr(x, "as_tensor", None)
-    if as_tensor is not None and type(x).__module__.startswith("monai."):
-        return as_tensor()
-    return x
-
-
-def wrap_meta(result: Tensor, like: Tensor) -> Tensor:
-    """Give ``result`` the metadata of ``like`` when ``like`` is a MONAI ``MetaTensor``.
-
-    The affine, the original shape and ``applied_operations`` are copied (a deep copy: the
-    map never shares metadata with the image), so a map at input resolution can be inverted
-    and saved in the image's original space. A batch collated by ``monai.data.DataLoader``
-    keeps its per-sample metadata (affines ``(N, 4, 4)``, one ``applied_operations`` list
-    per sample, ``is_batch``), so ``decollate_batch(maps)`` gives each sample's map with
-    its own affine. (``MetaTensor(result, meta=like.meta)`` fails on collated metadata:
-    MONAI's constructor reads ``original_channel_dim`` as one value, a batch holds one per
-    sample.)
-    """
-    if not type(like).__module__.startswith("monai."):
-        return result
-    from monai.data import MetaTensor
-
-    if not isinstance(like, MetaTensor):
-        return result
-    out = unwrap_meta(result).as_subclass(MetaTensor)
-    out.__dict__.update(copy.deepcopy(like.__dict__))  # MetaObj's state, as copy_meta_from
-    return out
-
-
 def user_stacklevel() -> int:
     """The ``stacklevel`` that makes a warning point at the first caller outside this package.
 
@@ -407,95 +354,3 @@ def index_additional_args(args: tuple[Any, ...], index: Tensor, n: int) -> tuple
         else a
         for a in args
     )
-
-
-def per_sample_target(target: object, n: int, output: Tensor) -> Tensor | list[Any] | None:
-    """Turn a Captum ``target`` into one entry per example and check it against ``output``.
-
-    Args:
-        target: None, an int, a tuple of ints, a tensor with one or ``n`` entries (a MONAI
-            ``MetaTensor`` too), or a list of ``n`` ints or tuples (Captum's ``TargetType``).
-        n: number of examples.
-        output: the model's output on the clean inputs, ``(N, K, ...)``.
-
-    Returns:
-        None (the output is already one scalar per example), a long tensor ``(n,)`` of
-        class indices on the output's device, or a list of ``n`` tuples.
-
-    Raises:
-        ValueError: a target out of range, of the wrong length, or None where the model
-            returns several scores per example.
-        TypeError: a target of an unsupported type.
-    """
-    shape = tuple(output.shape)
-    if isinstance(target, Tensor):
-        target = unwrap_meta(target)  # MONAI's predictions and labels are MetaTensors
-    if target is None:
-        if output.dim() > 2 or (output.dim() == 2 and output.shape[1] != 1):
-            raise ValueError(
-                f"target=None, but the model returns output of shape {shape}, several scores "
-                "per example. Pass target= the class to explain (an int, or one per example, "
-                "e.g. target=model(x).argmax(1) for the predicted class), as in Captum."
-            )
-        return None
-    if isinstance(target, tuple):
-        if len(target) != output.dim() - 1 or not all(isinstance(t, int) for t in target):
-            raise ValueError(f"target {target!r} does not index an output of shape {shape}")
-        for t, size in zip(target, shape[1:], strict=True):
-            if not -size <= t < size:
-                raise ValueError(f"target {target!r} is out of range for output of shape {shape}")
-        return [target] * n
-    if isinstance(target, list):
-        if len(target) != n:
-            raise ValueError(
-                f"target is a list of {len(target)} items, expected one per example ({n})"
-            )
-        if all(isinstance(t, int) and not isinstance(t, bool) for t in target):
-            target = torch.tensor(target, dtype=torch.long)
-        elif all(isinstance(t, tuple) for t in target):
-            for t in target:
-                per_sample_target(t, 1, output[:1])
-            return list(target)
-        else:
-            raise TypeError(f"a list target must hold ints or tuples of ints, got {target!r}")
-    if isinstance(target, bool) or not isinstance(target, (int, Tensor)):
-        raise TypeError(
-            f"target must be None, an int, a tuple, a list or a tensor, got {type(target).__name__}"
-        )
-    t = torch.as_tensor(target, device=output.device)
-    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
-        raise TypeError(f"target must hold integer class indices, got dtype {t.dtype}")
-    t = t.reshape(-1).long()
-    if t.numel() == 1:
-        t = t.expand(n)
-    elif t.numel() != n:
-        raise ValueError(f"target has {t.numel()} entries, expected 1 or one per example ({n})")
-    if output.dim() != 2:
-        raise ValueError(
-            f"an integer target needs a model output of shape (N, K), got {shape}; "
-            "use a tuple target for outputs with more dims"
-        )
-    k = output.shape[1]
-    bad = (t < 0) | (t >= k)
-    if bool(bad.any()):
-        raise ValueError(
-            f"target {t[bad][0].item()} is out of range for a model with {k} outputs "
-            f"(output shape {shape}); valid classes are 0 to {k - 1}"
-        )
-    return t.contiguous()
-
-
-def select_target(output: Tensor, target: Tensor | list[Any] | None, index: Tensor) -> Tensor:
-    """Select one score per row of ``output`` for the examples ``index`` (``(B,)``).
-
-    Returns:
-        Scores of shape ``(B,)``.
-    """
-    if target is None:
-        return output.reshape(output.shape[0])
-    if isinstance(target, Tensor):
-        t = target.index_select(0, index.to(target.device)).to(output.device)
-        return output.gather(1, t.unsqueeze(1)).squeeze(1)
-    keys = [(i, *target[j]) for i, j in enumerate(index.tolist())]  # (example, *output index)
-    rows = [output[key] for key in keys]
-    return torch.stack(rows)
