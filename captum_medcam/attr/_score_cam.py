@@ -391,6 +391,9 @@ class ScoreCAM(_ScoreCAM):
         >>> cam = ScoreCAM(model, model[1])
         >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
         torch.Size([2, 1, 16, 16])
+        >>> # approximate: only the 2 channels of largest variance, per example
+        >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2], max_channels=2).shape
+        torch.Size([2, 1, 16, 16])
     """
     )
 
