@@ -7,6 +7,7 @@ import numbers
 from collections.abc import Callable
 from typing import Any, Literal, final
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, PerturbationAttribution
@@ -221,9 +222,11 @@ def check_max_channels(max_channels: object) -> int | float | None:
     """
     if max_channels is None:
         return None
-    if isinstance(max_channels, numbers.Integral) and not isinstance(max_channels, bool):
+    if isinstance(max_channels, (bool, np.bool_)):
+        pass  # a flag is neither a count nor a fraction
+    elif isinstance(max_channels, numbers.Integral):
         return check_positive_int(max_channels, "max_channels")
-    if isinstance(max_channels, float):
+    elif isinstance(max_channels, numbers.Real):  # float, NumPy floats
         return check_finite_float(max_channels, "max_channels", low=0.0, high=1.0, low_open=True)
     raise TypeError(
         "max_channels must be None (exact), an int >= 1 (a number of channels) or a float "

@@ -3,6 +3,7 @@ with known channel statistics, invariances, fewer forwards, and argument errors.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -124,7 +125,7 @@ def test_full_budget_equals_exact_bit_for_bit(dims, channel_softmax):
     cam = ScoreCAM(model, model[4])
     kw = {"target": [0, 2], "channel_softmax": channel_softmax, "baselines": 0.0}
     exact = cam.attribute(x, **kw)
-    for max_channels in (8, 100, 1.0):
+    for max_channels in (8, 100, 1.0, np.int64(8), np.float32(1.0)):
         for criterion in ("variance", "mean"):
             approx = cam.attribute(x, max_channels=max_channels, channel_criterion=criterion, **kw)
             assert torch.equal(approx, exact)
