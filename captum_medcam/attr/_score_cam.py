@@ -357,8 +357,10 @@ _DOC_APPROXIMATE = """
         0.1           mean       13        6.2x      0.582     +0.0890 / -0.0671
         0.05          variance    7       12.6x      0.536     +0.0478 / -0.0505
 
-    The cost falls with the budget; the map's ranking degrades below a quarter of the
-    channels (for single volumes more than the mean shows). Exact Score-CAM is the default.
+    The cost falls with the budget; on this 2x2x2 map the ranking degrades below a quarter
+    of the channels (for single volumes more than the mean shows). On 64^3 volumes (a 4x4x4
+    map, 128 distinct masks) ``max_channels=0.1`` is 9.0x faster at a Spearman correlation
+    of 0.997 (DAUC +0.0052, IAUC -0.0001). Exact Score-CAM is the default.
 """
 
 
