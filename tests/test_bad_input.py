@@ -136,6 +136,13 @@ BAD_BASELINE = st.one_of(
     st.just(torch.tensor([math.inf])),
     st.just([0.0]),
 )
+#: Score-CAM's channel budget: an int >= 1 or a fraction in (0, 1] (None is exact).
+BAD_MAX_CHANNELS = st.one_of(
+    st.integers(max_value=0),
+    st.floats().filter(lambda v: not 0 < v <= 1),
+    st.booleans(),
+    JUNK,
+)
 BAD_GENERATOR = st.one_of(
     st.floats(), st.text(max_size=3), st.none(), st.integers(max_value=-1), st.booleans()
 )
@@ -212,12 +219,20 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
             "normalize_at": bad_choice("input", "layer"),
             "channel_softmax": BAD_FLAG,
             "show_progress": BAD_FLAG,
+            "max_channels": BAD_MAX_CHANNELS,
+            "channel_criterion": bad_choice("mean", "variance"),
         },
     ),
     "ScoreCAM3D": (
         _attribute(cm.ScoreCAM3D),
         GOOD,
-        {**METHOD_ARGS, **LAYER_ARGS, "baselines": BAD_BASELINE, "relu_attributions": BAD_FLAG},
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            "baselines": BAD_BASELINE,
+            "relu_attributions": BAD_FLAG,
+            "max_channels": BAD_MAX_CHANNELS,
+        },
     ),
     "GradCAM3D": (
         _attribute(cm.GradCAM3D),

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from collections.abc import Callable
 from typing import Any, Literal, final
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from captum.attr import LayerAttribution, PerturbationAttribution
@@ -13,6 +16,7 @@ from torch import Tensor, nn
 from captum_medcam._core.checks import (
     check_baseline_value,
     check_choice,
+    check_finite_float,
     check_flags,
     check_forward_and_layer,
     check_inputs,
@@ -33,6 +37,7 @@ from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_r
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
 NormalizeAt = Literal["input", "layer"]
+ChannelCriterion = Literal["mean", "variance"]
 
 #: Masked copies of each example per forward pass. On a CPU larger batches gain little and
 #: cost memory; on a GPU raise it until memory is the limit (see benchmarks/).
@@ -71,6 +76,8 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         normalize_at: NormalizeAt,
         align_corners: bool,
         perturbations_per_eval: int,
+        max_channels: int | float | None,
+        channel_criterion: ChannelCriterion,
         relu_attributions: bool,
         attribute_to_layer_input: bool,
         upsample: bool,
@@ -84,6 +91,8 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
         check_choice(score, "score", ("probability", "logit", "sigmoid"))
         check_choice(normalize_at, "normalize_at", ("input", "layer"))
+        max_channels = check_max_channels(max_channels)
+        check_choice(channel_criterion, "channel_criterion", ("mean", "variance"))
         check_flags(
             channel_softmax=channel_softmax,
             align_corners=align_corners,
@@ -124,7 +133,14 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
                 reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
 
             keys, constant = minmax_normalize(acts)
-            masks, owner, slots = _distinct_masks(keys, constant, zero_mask=channel_softmax)
+            selected = (
+                None
+                if max_channels is None
+                else select_channels(acts, max_channels, channel_criterion)
+            )
+            masks, owner, slots = _distinct_masks(
+                keys, constant, zero_mask=channel_softmax, selected=selected
+            )
             scores = torch.empty(owner.shape[0], dtype=x.dtype, device=x.device)
             chunk = perturbations_per_eval * n
             starts = range(0, owner.shape[0], chunk)
@@ -148,9 +164,13 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
             if reference is not None:
                 weights = weights - reference.unsqueeze(1)
             if channel_softmax:
+                if selected is not None:  # softmax over the selected channels only
+                    weights = weights.masked_fill(~selected, -math.inf)
                 weights = weights.softmax(1)
             else:
-                weights = weights.masked_fill(constant, 0.0)
+                weights = weights.masked_fill(
+                    constant if selected is None else constant | ~selected, 0.0
+                )
             cam = weighted_sum(weights, acts)
             if upsample:
                 cam = resize(cam, x.shape[2:], mode, align_corners)
@@ -171,8 +191,61 @@ def _input_baseline(baselines: object, x: Tensor) -> Tensor:
         ) from None
 
 
+def check_max_channels(max_channels: object) -> int | float | None:
+    """Return ``max_channels`` if it is None, an int >= 1 or a float fraction in (0, 1].
+
+    Raises:
+        TypeError: a bool, a string or another type.
+        ValueError: an int below 1, or a fraction outside (0, 1] (NaN and inf included).
+    """
+    if max_channels is None:
+        return None
+    if isinstance(max_channels, (bool, np.bool_)):
+        pass  # a flag is neither a count nor a fraction
+    elif isinstance(max_channels, numbers.Integral):
+        return check_positive_int(max_channels, "max_channels")
+    elif isinstance(max_channels, numbers.Real):  # float, NumPy floats
+        return check_finite_float(max_channels, "max_channels", low=0.0, high=1.0, low_open=True)
+    raise TypeError(
+        "max_channels must be None (exact), an int >= 1 (a number of channels) or a float "
+        f"fraction in (0, 1], got {max_channels!r} ({type(max_channels).__name__})"
+    )
+
+
+def channel_budget(max_channels: int | float, n_channels: int) -> int:
+    """The number of channels kept: ``min(max_channels, K)`` for an int, ``ceil(f * K)`` for a
+    fraction ``f`` (at least 1; rounded to 9 digits first so that ``0.3 * 10`` keeps 3)."""
+    if isinstance(max_channels, float):
+        return max(1, math.ceil(round(max_channels * n_channels, 9)))
+    return min(int(max_channels), n_channels)
+
+
+def select_channels(acts: Tensor, max_channels: int | float, criterion: ChannelCriterion) -> Tensor:
+    """The channels an approximate Score-CAM evaluates, per example.
+
+    Channels are ranked by the spatial mean or variance of ``A_k`` at layer resolution
+    (largest first); ties are broken by the channel index (lower first), so the choice is
+    deterministic and does not depend on the other examples of the batch.
+
+    Args:
+        acts: the layer's activations ``(N, K, *S')``.
+        max_channels: an int (a number of channels) or a float fraction of ``K``.
+        criterion: ``"mean"`` or ``"variance"`` (population variance) of each ``A_k``.
+
+    Returns:
+        A bool tensor ``(N, K)``, true for the kept channels (the same number per example).
+    """
+    n, k = acts.shape[:2]
+    flat = acts.flatten(2)
+    value = flat.mean(-1) if criterion == "mean" else flat.var(-1, correction=0)
+    keep = channel_budget(max_channels, k)
+    order = torch.sort(value, dim=1, descending=True, stable=True).indices[:, :keep]
+    selected = torch.zeros(n, k, dtype=torch.bool, device=acts.device)
+    return selected.scatter_(1, order, True)
+
+
 def _distinct_masks(
-    keys: Tensor, constant: Tensor, zero_mask: bool
+    keys: Tensor, constant: Tensor, zero_mask: bool, selected: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Group channels whose min-max normalised maps are identical, per example.
 
@@ -184,6 +257,8 @@ def _distinct_masks(
         keys: normalised maps ``(N, K, *S')``.
         constant: ``(N, K)``, true where a map is constant.
         zero_mask: evaluate the all-zero mask for examples with a constant channel.
+        selected: ``(N, K)``, the channels to evaluate (approximate Score-CAM), or None for
+            all; the others get no mask (their slot is meaningless and masked by the caller).
 
     Returns:
         ``(masks, owner, slots)``: the distinct masks ``(M, 1, *S')``, the example each
@@ -197,13 +272,15 @@ def _distinct_masks(
     slots = torch.zeros(n, k, dtype=torch.long, device=keys.device)
     offset = 0
     for i in range(n):
-        live = (~constant[i]).nonzero().squeeze(1)
+        wanted = ~constant[i] if selected is None else ~constant[i] & selected[i]
+        live = wanted.nonzero().squeeze(1)
         unique, inverse = torch.unique(flat[i, live], dim=0, return_inverse=True)
         slots[i, live] = inverse + offset
         rows = [unique]
-        if zero_mask and live.numel() < k:
+        flat_channels = constant[i] if selected is None else constant[i] & selected[i]
+        if zero_mask and bool(flat_channels.any()):
             rows.append(flat.new_zeros(1, flat.shape[-1]))
-            slots[i, constant[i]] = offset + unique.shape[0]
+            slots[i, flat_channels] = offset + unique.shape[0]
         block = torch.cat(rows)
         masks.append(block)
         owners.append(torch.full((block.shape[0],), i, dtype=torch.long, device=keys.device))
@@ -227,6 +304,41 @@ _DOC_VARIANTS = """
     paper's and the peers' variants differ only in where the masks are normalised and how
     they are upsampled. pytorch-grad-cam adds ``1e-8`` to the mask's range and torchcam
     works in chunks of 32 masked inputs; neither changes the result beyond rounding.
+"""
+
+_DOC_APPROXIMATE = """
+    Approximate Score-CAM (opt-in, ``max_channels``; after Faster Score-CAM, which keeps the
+    channels of largest variance): per example, rank the channels by a cheap statistic of
+    ``A_k`` at layer resolution, keep the top ``m`` set ``T`` (ties: lower channel index
+    first) and compute::
+
+        w_k = f_c(x * H_k)  for k in T,     w_k = 0  otherwise
+        L   = ReLU(sum_{k in T} w_k * Up(A_k))
+
+    Only ``|T|`` masked forwards are spent (fewer when masks of ``T`` are constant or equal).
+    What is approximated: the terms of the channels left out, whose scores are never
+    measured. With ``channel_softmax`` the softmax runs over the channels of ``T`` only, so
+    the weights still sum to 1; a baseline's score is subtracted as in the exact method.
+    ``channel_criterion="variance"`` is the default: a channel with little spatial variation
+    has a nearly flat mask that adds little to the map, and a constant channel (variance 0)
+    is ranked last, where ``"mean"`` can spend the budget on bright but flat channels (it
+    does rank worse at small budgets in the measurements below).
+    The trade-off, measured on a narrow MONAI ``resnet10`` trained on 32^3 synthetic lesion
+    volumes (``layer4``: 128 channels, 81 distinct masks per volume; CPU time; Spearman rank
+    correlation with the exact map, mean over 6 volumes;
+    ``benchmarks/bench_score_cam_approx.py``, more in the README)::
+
+        max_channels  criterion  forwards  speed-up  Spearman  change in DAUC / IAUC
+        0.5           variance   64        1.3x      0.999     -0.0007 / -0.0003
+        0.25          variance   32        2.5x      0.904     +0.0161 / -0.0145
+        0.1           variance   13        6.1x      0.764     +0.0027 / -0.0062
+        0.1           mean       13        6.2x      0.582     +0.0890 / -0.0671
+        0.05          variance    7       12.6x      0.536     +0.0478 / -0.0505
+
+    The cost falls with the budget; on this 2x2x2 map the ranking degrades below a quarter
+    of the channels (for single volumes more than the mean shows). On 64^3 volumes (a 4x4x4
+    map, 128 distinct masks) ``max_channels=0.1`` is 9.0x faster at a Spearman correlation
+    of 0.997 (DAUC +0.0052, IAUC -0.0001). Exact Score-CAM is the default.
 """
 
 
@@ -258,6 +370,7 @@ class ScoreCAM(_ScoreCAM):
     :mod:`captum_medcam.reshapes`.
 """
         + _DOC_VARIANTS
+        + _DOC_APPROXIMATE
         + r"""
     References:
         Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu. "Score-CAM: Score-Weighted Visual
@@ -272,6 +385,9 @@ class ScoreCAM(_ScoreCAM):
         ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
         >>> cam = ScoreCAM(model, model[1])
         >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
+        torch.Size([2, 1, 16, 16])
+        >>> # approximate: only the 2 channels of largest variance, per example
+        >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2], max_channels=2).shape
         torch.Size([2, 1, 16, 16])
     """
     )
@@ -289,6 +405,8 @@ class ScoreCAM(_ScoreCAM):
         normalize_at: NormalizeAt = "input",
         align_corners: bool = False,
         perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        max_channels: int | float | None = None,
+        channel_criterion: ChannelCriterion = "variance",
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
@@ -320,6 +438,14 @@ class ScoreCAM(_ScoreCAM):
             perturbations_per_eval: masked copies per example in one forward pass: each
                 forward holds at most ``perturbations_per_eval * N`` inputs, which bounds
                 memory; the number of channels does not.
+            max_channels: None (default): exact Score-CAM, every channel. An int ``m >= 1``
+                or a float fraction ``f`` in (0, 1] makes it approximate: per example only
+                the ``min(m, K)`` (or ``ceil(f * K)``) channels ranked highest by
+                ``channel_criterion`` are evaluated, the others get weight 0 and cost no
+                forward (see *Approximate Score-CAM* above). ``K`` channels or ``1.0`` give
+                the exact map.
+            channel_criterion: how channels are ranked for ``max_channels``: ``"variance"``
+                (default) or ``"mean"`` of ``A_k`` over its positions, at layer resolution.
             relu_attributions: apply ReLU to the map (default True, as the official code).
             attribute_to_layer_input: use the layer's input instead of its output.
             upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
@@ -338,7 +464,7 @@ class ScoreCAM(_ScoreCAM):
                 baseline, target or option of the wrong type.
             ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
                 range, a layer not reached by the forward pass, ``perturbations_per_eval <
-                1``, unknown options.
+                1``, ``max_channels`` below 1 or a fraction outside (0, 1], unknown options.
         """
         return self._score_cam(
             inputs,
@@ -350,6 +476,8 @@ class ScoreCAM(_ScoreCAM):
             normalize_at=normalize_at,
             align_corners=align_corners,
             perturbations_per_eval=perturbations_per_eval,
+            max_channels=max_channels,
+            channel_criterion=channel_criterion,
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
             upsample=upsample,
@@ -395,6 +523,8 @@ class ScoreCAM3D(_ScoreCAM):
         channel_softmax: bool = False,
         normalize_at: NormalizeAt = "input",
         perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        max_channels: int | float | None = None,
+        channel_criterion: ChannelCriterion = "variance",
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         show_progress: bool = False,
@@ -404,8 +534,9 @@ class ScoreCAM3D(_ScoreCAM):
         Args:
             inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
             target, additional_forward_args, score, baselines, channel_softmax,
-            normalize_at, perturbations_per_eval, relu_attributions,
-            attribute_to_layer_input, show_progress: as in :meth:`ScoreCAM.attribute`.
+            normalize_at, perturbations_per_eval, max_channels, channel_criterion,
+            relu_attributions, attribute_to_layer_input, show_progress: as in
+            :meth:`ScoreCAM.attribute`.
 
         Returns:
             Maps ``(N, 1, D, H, W)`` at input resolution.
@@ -423,6 +554,8 @@ class ScoreCAM3D(_ScoreCAM):
             normalize_at=normalize_at,
             align_corners=False,
             perturbations_per_eval=perturbations_per_eval,
+            max_channels=max_channels,
+            channel_criterion=channel_criterion,
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
             upsample=True,
