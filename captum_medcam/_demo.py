@@ -213,6 +213,9 @@ def run_demo(
     train_seconds = time.perf_counter() - start
 
     rows = ["image,label,mask"]
+    # Volumes with a lesion first, so the report's examples show lesions with their outline
+    # (a stable sort: the same volumes and results, healthy ones at the end).
+    test = sorted(test, key=lambda sample: int(sample["label"]) == 0)
     for i, sample in enumerate(test):
         name = f"brain{i:02d}_{CLASSES[int(sample['label'])]}"
         nib.save(nib.Nifti1Image(sample["image"][0].numpy(), affine), data_dir / f"{name}.nii.gz")

@@ -58,11 +58,11 @@ def test_demo_quick_runs_the_evaluate_pipeline(tmp_path, capsys):
     # the maps are NIfTI in each volume's space
     with open(tmp_path / "data" / "table.csv", newline="") as f:
         table = list(csv.DictReader(f))
-    assert [int(r["label"]) for r in table] == [0, 1, 2]
-    image = nib.load(tmp_path / "data" / table[1]["image"])
-    stem = table[1]["image"].removesuffix(".nii.gz")
+    assert [int(r["label"]) for r in table] == [1, 2, 0]  # lesions first, for the report
+    image = nib.load(tmp_path / "data" / table[0]["image"])
+    stem = table[0]["image"].removesuffix(".nii.gz")
     assert CLASSES[1] in stem
-    saved = nib.load(tmp_path / "maps" / f"00001_{stem}_gradcam.nii.gz")
+    saved = nib.load(tmp_path / "maps" / f"00000_{stem}_gradcam.nii.gz")
     assert saved.shape == image.shape == (16, 20, 16)
     np.testing.assert_allclose(saved.affine, image.affine)
     assert not np.allclose(saved.affine, np.eye(4))
