@@ -117,10 +117,13 @@ def _add_image_args(group: Any) -> None:
 def _build_parser() -> argparse.ArgumentParser:
     from captum_medcam.pipeline import METHODS, METRICS, PRESETS
 
+    summary, _, _ = (__doc__ or "").partition("\n")  # the commands list below says the rest
     parser = argparse.ArgumentParser(
-        prog="captum-medcam", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+        prog="captum-medcam",
+        description=summary,
+        epilog="Run `captum-medcam COMMAND --help` for the options of each command.",
     )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", title="commands")
 
     demo = sub.add_parser(
         "demo",
