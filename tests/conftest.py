@@ -102,3 +102,35 @@ def toy_metrics():
     """Metric functions with the captum_medcam.metrics signature, defined here so that the
     tests of the evaluation machinery do not depend on the real metrics."""
     return {"mean_map": mean_map_metric, "masked_score": masked_score_metric}
+
+
+#: Every attribution class the package exports; tests/test_package.py checks that the list
+#: is complete, so a new class is walked through the client tests (MONAI, Captum) too.
+LAYER_CLASSES = [
+    "ScoreCAM",
+    "ScoreCAM3D",
+    "GradCAM3D",
+    "GuidedGradCAM3D",
+    "GradCAMPlusPlus",
+    "GradCAMPlusPlus3D",
+    "LayerCAM",
+    "LayerCAM3D",
+    "HiResCAM",
+    "HiResCAM3D",
+    "XGradCAM",
+    "XGradCAM3D",
+    "CRM",
+    "CRM3D",
+]
+ATTRIBUTION_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
+
+
+def make_attribution(name: str, net: nn.Module, layer: nn.Module):
+    """The class ``name`` of captum_medcam on ``net`` (and ``layer`` for layer methods); the
+    ensemble has two members on the same network."""
+    import captum_medcam
+
+    cls = getattr(captum_medcam, name)
+    if name == "EnsembleAttribution":
+        return cls([captum_medcam.ScoreCAM(net, layer), captum_medcam.LayerCAM(net, layer)])
+    return cls(net) if name == "CNNFixations" else cls(net, layer)

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import captum_medcam
+from tests.conftest import ATTRIBUTION_CLASSES
 
 
 def test_public_names_are_exported():
@@ -55,3 +56,17 @@ def test_private_all_lists_name_only_what_the_package_exports():
         }
         assert listed <= set(exported), (name, sorted(listed - set(exported)))
         assert reexported <= listed, (name, sorted(reexported - listed))
+
+
+def test_the_client_tests_cover_every_attribution_class():
+    """MONAI's DataLoader batches, NoiseTunnel and captum.metrics are tested over
+    ``ATTRIBUTION_CLASSES``: a new exported class must join that list."""
+    from captum.attr import Attribution
+
+    exported = {
+        name
+        for name in captum_medcam.__all__
+        if isinstance(getattr(captum_medcam, name), type)
+        and issubclass(getattr(captum_medcam, name), Attribution)
+    }
+    assert exported == set(ATTRIBUTION_CLASSES)

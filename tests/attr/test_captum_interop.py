@@ -9,26 +9,15 @@ from captum.attr import NoiseTunnel
 from captum.metrics import infidelity, sensitivity_max
 from torch import nn
 
-import captum_medcam
-from tests.conftest import assert_unchanged, model_state
+from tests.conftest import (
+    ATTRIBUTION_CLASSES,
+    LAYER_CLASSES,
+    assert_unchanged,
+    make_attribution,
+    model_state,
+)
 
-LAYER_CLASSES = [
-    "ScoreCAM",
-    "ScoreCAM3D",
-    "GradCAM3D",
-    "GuidedGradCAM3D",
-    "GradCAMPlusPlus",
-    "GradCAMPlusPlus3D",
-    "LayerCAM",
-    "LayerCAM3D",
-    "HiResCAM",
-    "HiResCAM3D",
-    "XGradCAM",
-    "XGradCAM3D",
-    "CRM",
-    "CRM3D",
-]
-ALL_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
+ALL_CLASSES = ATTRIBUTION_CLASSES
 
 
 def tiny_net() -> nn.Sequential:
@@ -50,10 +39,7 @@ def tiny_net() -> nn.Sequential:
 
 
 def make(name: str, net: nn.Sequential):
-    cls = getattr(captum_medcam, name)
-    if name == "EnsembleAttribution":  # two members on the same network
-        return cls([captum_medcam.ScoreCAM(net, net[4]), captum_medcam.LayerCAM(net, net[4])])
-    return cls(net) if name == "CNNFixations" else cls(net, net[4])
+    return make_attribution(name, net, net[4])
 
 
 @pytest.fixture(scope="module")

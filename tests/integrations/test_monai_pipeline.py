@@ -40,26 +40,10 @@ from captum_medcam.metrics import (
     insertion_auc,
     pointing_game,
 )
-from tests.conftest import assert_unchanged, model_state
+from tests.conftest import ATTRIBUTION_CLASSES, assert_unchanged, make_attribution, model_state
 
 SIZE = (10, 12, 8)
-METHODS = [
-    "ScoreCAM",
-    "ScoreCAM3D",
-    "GradCAM3D",
-    "GuidedGradCAM3D",
-    "GradCAMPlusPlus",
-    "GradCAMPlusPlus3D",
-    "LayerCAM",
-    "LayerCAM3D",
-    "HiResCAM",
-    "HiResCAM3D",
-    "XGradCAM",
-    "XGradCAM3D",
-    "CRM",
-    "CRM3D",
-    "CNNFixations",
-]
+METHODS = ATTRIBUTION_CLASSES
 
 
 def tiny_net(seed: int = 0) -> nn.Sequential:
@@ -77,8 +61,7 @@ def tiny_net(seed: int = 0) -> nn.Sequential:
 
 
 def make(name: str, net: nn.Sequential):
-    cls = getattr(captum_medcam, name)
-    return cls(net) if name == "CNNFixations" else cls(net, net[4])
+    return make_attribution(name, net, net[4])
 
 
 def preprocessing() -> Compose:
