@@ -278,6 +278,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
             chunk_size=perturbations_per_eval * n,
             score="output",
             forward=forward,
+            allow_autocast=False,  # S_c - S_c(p) is often below a low-precision score's step
             show_progress=show_progress,
             desc="CRM forwards",
         )

@@ -25,7 +25,7 @@ from captum_medcam._core.checks import (
     format_additional_args,
     warn_if_training,
 )
-from captum_medcam._core.engine import Perturbed, run_jobs
+from captum_medcam._core.engine import Perturbed, forward_in_chunks, run_jobs
 from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import interpolation_mode, minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
@@ -130,7 +130,9 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
             everyone = torch.arange(n, device=x.device)
             reference = None
             if base is not None:
-                reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
+                # through the engine, so that it runs in the masked forwards' precision
+                base_out = forward_in_chunks(self.forward_func, base, args, chunk_size=n)
+                reference = class_scores(base_out, targets, everyone, score)
 
             keys, constant = minmax_normalize(acts)
             selected = (
