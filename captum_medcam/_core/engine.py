@@ -472,6 +472,67 @@ def _check_rows(output: object, rows: int) -> None:
         )
 
 
+class _SharedForward(NamedTuple):
+    forward_func: Any
+    inputs: Tensor
+    output: Tensor
+
+
+_SHARED: ContextVar[_SharedForward | None] = ContextVar(
+    "captum_medcam_shared_forward", default=None
+)
+
+
+@contextmanager
+def shared_forward(forward_func: Any, inputs: Tensor, output: Tensor) -> Iterator[None]:
+    """Share one clean forward: inside the block, :func:`forward_in_chunks` of this
+    ``forward_func`` on this very ``inputs`` tensor returns ``output`` instead of running it.
+
+    The data-set evaluation computes ``output = model(x)`` once per batch for the target
+    and the correctness, and every metric's clean forward then reuses it. The output is
+    used only where the forward it replaces is the same computation: the same model object
+    and input tensor (``is``), no ``additional_forward_args``, one chunk for the whole batch
+    (``chunk_size >= N``), and no :func:`perturbation_options` in force (autocast or
+    compile would compute it differently). Otherwise the forward runs as usual.
+
+    Args:
+        forward_func: the model that computed ``output``.
+        inputs: the inputs ``(N, ...)`` it was computed on.
+        output: ``forward_func(inputs)``, computed under ``torch.no_grad()``.
+
+    Example:
+        >>> import torch
+        >>> model, x = torch.nn.Linear(3, 2), torch.randn(4, 3)
+        >>> with torch.no_grad():
+        ...     out = model(x)
+        >>> with shared_forward(model, x, out):
+        ...     forward_in_chunks(model, x, (), chunk_size=4) is out
+        True
+    """
+    token = _SHARED.set(_SharedForward(forward_func, inputs, output))
+    try:
+        yield
+    finally:
+        _SHARED.reset(token)
+
+
+def _shared_output(
+    forward_func: Any, inputs: Tensor, args: tuple[Any, ...], chunk_size: int
+) -> Tensor | None:
+    shared = _SHARED.get()
+    if (
+        shared is None
+        or shared.forward_func is not forward_func
+        or shared.inputs is not inputs
+        or args
+        or chunk_size < inputs.shape[0]
+        or current_options().autocast is not None
+        or current_options().compile is not False
+    ):
+        return None
+    return shared.output
+
+
 def forward_in_chunks(
     forward_func: Callable[..., Any],
     inputs: Tensor,
@@ -483,7 +544,8 @@ def forward_in_chunks(
     bar: Any = None,
 ) -> Tensor:
     """The model's output on the clean ``inputs`` ``(N, ...)``, ``chunk_size`` examples per
-    forward: :func:`run_jobs` with one job per example and ``score="output"``.
+    forward: :func:`run_jobs` with one job per example and ``score="output"`` (or, inside
+    :func:`shared_forward` for the same model and inputs, the output computed there).
 
     Returns:
         ``(N, *output.shape[1:])`` in the model's dtype.
@@ -494,6 +556,11 @@ def forward_in_chunks(
         >>> torch.allclose(forward_in_chunks(model, x, (), chunk_size=2), model(x))
         True
     """
+    shared = _shared_output(forward_func, inputs, args, chunk_size)
+    if shared is not None:
+        if bar is not None:
+            bar.update(inputs.shape[0])
+        return shared
     everyone = torch.arange(inputs.shape[0], device=inputs.device)
 
     def rows(start: int, stop: int) -> Perturbed:
