@@ -82,10 +82,7 @@ _DOC_ARGS = """
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not. Inside
-            :func:`captum_medcam.perturbation_options` ``(chunk_size="auto")`` a CUDA run
-            sizes later chunks from free GPU memory; ``autocast=`` runs every forward of
-            the curve in bfloat16 or float16.
+            bounds memory; the number of steps does not.
         show_progress: a progress bar over the forward passes.
 """
 
