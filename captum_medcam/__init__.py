@@ -8,11 +8,13 @@ functions in :mod:`captum_medcam.metrics`, as in :mod:`captum.metrics`.
 from importlib.metadata import PackageNotFoundError, version
 
 from captum_medcam import attr, data, metrics, reshapes, visualization
+from captum_medcam._core.engine import PerturbationOptions, perturbation_options
 from captum_medcam.attr import (
     CRM,
     CRM3D,
     CNNFixations,
     EnsembleAttribution,
+    GradCAM,
     GradCAM3D,
     GradCAMPlusPlus,
     GradCAMPlusPlus3D,
@@ -40,6 +42,7 @@ __all__ = [
     "CNNFixations",
     "EnsembleAttribution",
     "EvaluationResult",
+    "GradCAM",
     "GradCAM3D",
     "GradCAMPlusPlus",
     "GradCAMPlusPlus3D",
@@ -49,6 +52,7 @@ __all__ = [
     "LayerCAM",
     "LayerCAM3D",
     "MedMNIST3D",
+    "PerturbationOptions",
     "ScoreCAM",
     "ScoreCAM3D",
     "XGradCAM",
@@ -58,6 +62,7 @@ __all__ = [
     "data",
     "evaluate_dataset",
     "metrics",
+    "perturbation_options",
     "reshapes",
     "run_distributed",
     "visualization",

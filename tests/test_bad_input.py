@@ -239,6 +239,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
         GOOD,
         {**METHOD_ARGS, **LAYER_ARGS, "relu_attributions": BAD_FLAG},
     ),
+    "GradCAM": (_attribute(cm.GradCAM), GOOD, {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND}),
     "GuidedGradCAM3D": (
         _attribute(cm.GuidedGradCAM3D),
         GOOD,
@@ -417,7 +418,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
         {"values": torch.tensor([0.1, 0.2])},
         {
             "values": st.sampled_from([[0.1], "v", None, torch.zeros(0)]),
-            "mask": st.sampled_from(
+            "where": st.sampled_from(
                 [[True, False], torch.ones(2), torch.ones(3, dtype=torch.bool)]
             ),
             "correction": bad_int(0),
