@@ -12,10 +12,14 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from captum_medcam._core.targets import per_sample_target
-from captum_medcam.attr._grad_cam import _check_grad_mode, _grad_ready, _not_on_path
+from captum_medcam._core.checks import format_additional_args
+from captum_medcam._core.targets import class_scores, per_sample_target
+from captum_medcam.attr._base import CAMBase, CAMOutput
+from captum_medcam.attr._cam import weighted_sum
+from captum_medcam.attr._gradient import check_grad_mode, grad_ready, not_on_path
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape
 
@@ -86,14 +90,14 @@ def layer_derivatives(
         ValueError: a target that does not fit the output; a layer whose activations do
             not influence the objective.
     """
-    _check_grad_mode()
+    check_grad_mode()
     n = inputs.shape[0]
     hvp: Tensor | None = None
     with torch.enable_grad():
         output, acts = forward_with_capture(
             forward_func,
             layer,
-            _grad_ready(inputs),
+            grad_ready(inputs),
             args,
             attribute_to_layer_input=attribute_to_layer_input,
             device_ids=device_ids,
@@ -106,7 +110,7 @@ def layer_derivatives(
                 scores.sum(), acts, allow_unused=True, create_graph=hessian_vector_product
             )
         if grads is None:
-            raise ValueError(_not_on_path(layer, attribute_to_layer_input))
+            raise ValueError(not_on_path(layer, attribute_to_layer_input))
         if hessian_vector_product:
             second = None
             if grads.requires_grad:
@@ -120,3 +124,76 @@ def layer_derivatives(
     if hvp is not None:
         hvp = apply_reshape(reshape_transform, hvp.detach(), n).to(dtype)
     return LayerDerivatives(scores.detach().to(dtype), acts.to(dtype), grads.to(dtype), hvp)
+
+
+def score_objective(score: str) -> Objective:
+    """The objective ``(output, per-sample targets) -> (N,)`` of a score kind: the target's
+    ``"logit"``, softmax ``"probability"`` or ``"sigmoid"`` (see
+    :func:`~captum_medcam._core.targets.class_scores`)."""
+
+    def objective(output: Tensor, targets: Any) -> Tensor:
+        rows = torch.arange(output.shape[0], device=output.device)
+        return class_scores(output, targets, rows, score)  # type: ignore[arg-type]
+
+    return objective
+
+
+def objective_cam(
+    cam: CAMBase,
+    inputs: Tensor,
+    target: Any,
+    additional_forward_args: Any,
+    objective: Objective,
+    weights: Callable[[LayerDerivatives], Tensor],
+    *,
+    relu_attributions: bool,
+    attribute_to_layer_input: bool,
+    output: CAMOutput,
+    hessian_vector_product: bool = False,
+    method: str = "a CAM",
+) -> Tensor:
+    """A gradient CAM of ``objective``: ``Up(ReLU(sum_k w_k A_k))`` with the weights computed
+    from :func:`layer_derivatives`.
+
+    The checks, the resize and the metadata are those of :class:`CAMBase`, so these methods
+    refuse the same inputs, targets and layers with the same messages as the others.
+
+    Args:
+        cam: the attribution object (its model, layer, device ids and reshape).
+        inputs: the user's inputs ``(N, C, *S)``, a tensor or a ``MetaTensor``.
+        target, additional_forward_args: as in Captum.
+        objective: ``(output, per-sample targets) -> (N,)``.
+        weights: the derivatives to channel weights ``(N, K)`` or element-wise weights.
+        relu_attributions: apply ReLU to the map at layer resolution.
+        attribute_to_layer_input: use the layer's input instead of its output.
+        output: the output options.
+        hessian_vector_product: also compute ``H A``.
+        method: the method's name in error messages.
+
+    Returns:
+        ``(N, 1, *S)``, or ``(N, 1, *S')`` without upsampling.
+    """
+    x, mode = cam._check_call(
+        inputs,
+        target,
+        output,
+        relu_attributions=relu_attributions,
+        attribute_to_layer_input=attribute_to_layer_input,
+    )
+    d = layer_derivatives(
+        cam.forward_func,
+        cam.layer,
+        x,
+        target,
+        objective,
+        format_additional_args(additional_forward_args),
+        hessian_vector_product=hessian_vector_product,
+        attribute_to_layer_input=attribute_to_layer_input,
+        device_ids=cam.device_ids,
+        reshape_transform=cam.reshape_transform,
+    )
+    cam._check_activations(d.activations, x, method)
+    out = weighted_sum(weights(d), d.activations)
+    if relu_attributions:
+        out = F.relu(out)
+    return cam._finish(out, x, inputs, output, mode)

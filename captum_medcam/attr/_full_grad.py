@@ -7,19 +7,30 @@ NeurIPS 2019, arXiv:1905.00780.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple, cast, final
 
 import torch
+from captum.attr import GradientAttribution
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
-from captum_medcam._core.spatial import resize
+from captum_medcam._core.checks import (
+    check_choice,
+    check_flags,
+    check_inputs,
+    check_target_type,
+    format_additional_args,
+    warn_if_training,
+)
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import interpolation_mode, resize
 from captum_medcam._core.targets import per_sample_target, select_target
-from captum_medcam.attr._grad_cam import _check_grad_mode, _grad_ready
+from captum_medcam.attr._gradient import check_grad_mode, grad_ready
 from captum_medcam.attr._hooks import check_model_output
+from captum_medcam.attr._interop import captum_attribute
 
-__all__: list[str] = []
+__all__ = ["FullGrad", "FullGrad3D"]
 
 #: How each gradient map is rescaled to [0, 1] before the sum: over all channels and
 #: positions of an example (the authors' code) or per channel (pytorch-grad-cam).
@@ -115,7 +126,7 @@ def full_gradients(
         ValueError: a target that does not fit the output, or scores that do not depend on
             the input.
     """
-    _check_grad_mode()
+    check_grad_mode()
     n = inputs.shape[0]
     captured: list[tuple[Tensor, Tensor, bool]] = []
     biases = {id(m): (b, not isinstance(m, nn.Linear)) for m, b in modules}
@@ -130,7 +141,7 @@ def full_gradients(
     handles = [m.register_forward_hook(hook) for m, _ in modules]
     try:
         with torch.enable_grad():
-            x = _grad_ready(inputs)
+            x = grad_ready(inputs)
             output = check_model_output(forward_func(x, *args))
             targets = per_sample_target(target, n, output)
             scores = select_target(output, targets, torch.arange(n, device=output.device))
@@ -216,3 +227,150 @@ def fullgrad_map(
         layer_map = fullgrad_postprocess(grad, normalize).sum(1, keepdim=True)
         total = total + resize(layer_map, size, mode, align_corners)
     return total
+
+
+class FullGrad(GradientAttribution):
+    r"""FullGrad: input-gradient times input plus the bias-gradients of every layer.
+
+    With ``f_c`` the target's score, ``z_l`` the output of a layer with bias ``b_l``
+    (convolutions, batch norm with its effective bias ``b - mu w / sqrt(var + eps)``, linear
+    layers) and ``psi`` the absolute value rescaled to [0, 1]::
+
+        S(x) = sum_C psi(df_c/dx * x) + sum_l sum_C Up(psi(df_c/dz_l * b_l))    (N, 1, *S)
+
+    The sum runs over the layers whose output is a channel-first map with the inputs'
+    number of spatial dims (linear layers have no spatial map). For a network of ReLUs,
+    max pooling, linear layers and batch norm in eval mode the decomposition is complete:
+    ``f_c(x) = sum(df_c/dx * x) + sum_l sum(df_c/dz_l * b_l)`` (see :func:`full_gradients`).
+    One forward and one backward pass to the input; the hooks live for one call.
+
+    Defaults follow the authors' code (``idiap/fullgrad-saliency``): ``psi`` rescales over
+    all channels and positions of an example (``normalize="channel"``: per channel, as
+    pytorch-grad-cam), each map is resized (linear / bilinear / trilinear) and summed over
+    channels; the result is not normalised. Differences: the authors resize with
+    ``align_corners=True`` (pass it; the default here is False, as for every map of this
+    library) and divide by ``max + 1e-6`` (pytorch-grad-cam ``1e-7``), where a constant map
+    is 0 here; pytorch-grad-cam takes only ``Conv2d`` and ``BatchNorm2d``, 2D inputs only,
+    and min-max normalises the sum. Batch norm without running statistics adds no fixed
+    bias and is left out; other normalisations (group, instance, layer norm) are too, and
+    the decomposition is then not complete.
+
+    Args:
+        forward_func: the model, an ``nn.Module`` (its layers are searched for biases).
+
+    References:
+        Srinivas and Fleuret. "Full-Gradient Representation for Neural Network
+        Visualization". NeurIPS 2019. arXiv:1905.00780.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import FullGrad
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> FullGrad(model).attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
+        torch.Size([2, 1, 16, 16])
+
+    Raises:
+        TypeError: ``forward_func`` is not an ``nn.Module``.
+    """
+
+    #: The number of spatial dims the inputs must have (None: 1 to 3); 3 in ``FullGrad3D``.
+    spatial_dims: ClassVar[int | None] = None
+
+    def __init__(self, forward_func: nn.Module) -> None:
+        if not isinstance(forward_func, nn.Module):
+            raise TypeError(
+                f"{type(self).__name__} needs the model as a torch.nn.Module (its layers are "
+                f"searched for biases), got {type(forward_func).__name__}"
+            )
+        GradientAttribution.__init__(self, forward_func)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        """False: the map is post-processed (absolute values rescaled and summed), not a
+        gradient times the inputs in Captum's sense."""
+        return False
+
+    @property
+    def fixed_keywords(self) -> tuple[str, ...]:
+        """The output keywords this class refuses (those of the volume entry point)."""
+        return ("interpolate_mode", "align_corners") if self.spatial_dims == 3 else ()
+
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        normalize: str = "sample",
+        interpolate_mode: str | None = None,
+        align_corners: bool = False,
+    ) -> Tensor:
+        """Compute FullGrad maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D for ``FullGrad3D``),
+                floating point, a tensor or a MONAI ``MetaTensor``.
+            target: the class to explain, as in Captum: an int, a tuple, a tensor or list
+                with one entry per example, or None when the model returns one score per
+                example.
+            additional_forward_args: further arguments of the model, as in Captum.
+            normalize: ``"sample"`` (default, the authors' code) or ``"channel"``
+                (pytorch-grad-cam): what ``psi`` rescales to [0, 1] together.
+            interpolate_mode: how the layers' maps are resized to the input: ``None`` picks
+                linear / bilinear / trilinear. Not taken by ``FullGrad3D`` (trilinear).
+            align_corners: passed to the linear modes (the authors' code uses True). Not
+                taken by ``FullGrad3D`` (False).
+
+        Returns:
+            Maps ``(N, 1, *S)``, non-negative, not normalised, on the inputs' device and
+            dtype; a ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; an option of the wrong type; a model
+                that returns a tuple or a dict.
+            ValueError: wrong input dims, NaN/inf inputs, a target out of range, an unknown
+                ``normalize``, an interpolation mode that does not fit the inputs, scores
+                that do not depend on the inputs.
+            RuntimeError: called under ``torch.inference_mode()``.
+        """
+        x = check_inputs(unwrap_meta(inputs), spatial_dims=self.spatial_dims)
+        check_target_type(target)
+        check_choice(normalize, "normalize", NORMALIZE_OVER)
+        check_flags(align_corners=align_corners)
+        if self.spatial_dims == 3:
+            interpolate_mode, align_corners = "trilinear", False
+        mode = interpolation_mode(x.dim() - 2, interpolate_mode)
+        model = cast(nn.Module, self.forward_func)  # checked in __init__
+        warn_if_training(model)
+        full = full_gradients(
+            model, bias_modules(model), x, target, format_additional_args(additional_forward_args)
+        )
+        maps = fullgrad_map(x, full, normalize=normalize, mode=mode, align_corners=align_corners)
+        return wrap_meta(maps, inputs)
+
+
+@final
+class FullGrad3D(FullGrad):
+    r"""FullGrad for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
+
+    :class:`FullGrad` (see there for the formula and the defaults) with 5-D input required
+    and every layer's map resized trilinearly (``align_corners=False``); passing
+    ``interpolate_mode`` or ``align_corners`` is a ``TypeError``.
+
+    References:
+        Srinivas and Fleuret. "Full-Gradient Representation for Neural Network
+        Visualization". NeurIPS 2019. arXiv:1905.00780.
+
+    Example:
+        >>> import torch
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam import FullGrad3D
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> FullGrad3D(net).attribute(torch.randn(1, 1, 32, 32, 32), target=1).shape
+        torch.Size([1, 1, 32, 32, 32])
+    """
+
+    spatial_dims = 3

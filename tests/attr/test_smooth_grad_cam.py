@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from captum_medcam.attr._grad_cam import gradcam_plusplus_weights
+from captum_medcam.attr._grad_cam_plusplus import gradcam_plusplus_weights
 from captum_medcam.attr._smooth_grad_cam import smooth_gradcam_plusplus_weights
 
 
