@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from captum_medcam import FullGrad, FullGrad3D
 from captum_medcam.attr._full_grad import (
     bias_modules,
     effective_bias,
@@ -14,7 +15,7 @@ from captum_medcam.attr._full_grad import (
     fullgrad_map,
     fullgrad_postprocess,
 )
-from tests.conftest import CONV, MAXPOOL
+from tests.conftest import CONV, MAXPOOL, assert_unchanged, model_state
 
 BATCHNORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 GAP = {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d}
@@ -121,3 +122,62 @@ def test_map_by_hand(dims: int) -> None:
         )
     got = fullgrad_map(x, full, normalize="sample", align_corners=True)
     torch.testing.assert_close(got, expected)
+
+
+def test_class_is_the_decomposition_map(dims: int) -> None:
+    model = bn_cnn(dims)
+    before = model_state(model)
+    x = _inputs(dims)
+    full = full_gradients(model, bias_modules(model), x, [0, 2, 1])
+    for normalize in ("sample", "channel"):
+        got = FullGrad(model).attribute(x, target=[0, 2, 1], normalize=normalize)
+        torch.testing.assert_close(got, fullgrad_map(x, full, normalize=normalize))
+    assert_unchanged(model, before)
+
+
+def test_agrees_with_pytorch_grad_cam(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pytorch-grad-cam's FullGrad (2D: Conv2d and BatchNorm2d biases, psi per channel,
+    OpenCV resize, min-max of the sum) against ``normalize="channel"`` min-max normalised.
+
+    Its ``psi`` divides by ``max + 1e-7``, which moves channels whose largest value is
+    small (1e-6 to 1e-4 here) by up to 0.2%; with that epsilon put into our ``psi`` the maps
+    agree to float32 precision, so the epsilon is the whole difference."""
+    pgc = pytest.importorskip("pytorch_grad_cam")
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    from captum_medcam.attr import _full_grad
+
+    model = bn_cnn(2, inplace=False).float()
+    x = _inputs(2, size=16).float()
+    target = [2, 0, 1]
+    with pgc.FullGrad(model=model, target_layers=[]) as peer:
+        theirs = torch.from_numpy(
+            peer(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in target])
+        )
+
+    def minmax(maps: torch.Tensor, eps: float = 0.0) -> torch.Tensor:
+        flat = maps.flatten(1)
+        flat = flat - flat.amin(1, keepdim=True)
+        return (flat / (flat.amax(1, keepdim=True) + eps)).view(maps.shape[0], *maps.shape[2:])
+
+    ours = minmax(FullGrad(model).attribute(x, target=target, normalize="channel"))
+    assert 1e-4 < (ours - theirs).abs().max() < 1e-2
+
+    def psi_with_eps(t: torch.Tensor, normalize: str = "sample") -> torch.Tensor:
+        flat = t.abs().flatten(2)
+        flat = flat - flat.amin(-1, keepdim=True)
+        return (flat / (flat.amax(-1, keepdim=True) + 1e-7)).view_as(t)
+
+    monkeypatch.setattr(_full_grad, "fullgrad_postprocess", psi_with_eps)
+    ours = minmax(FullGrad(model).attribute(x, target=target, normalize="channel"), 1e-7)
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=2e-6)
+
+
+def test_model_must_be_a_module_and_options_are_checked() -> None:
+    model = bn_cnn(2)
+    with pytest.raises(TypeError, match=r"torch\.nn\.Module"):
+        FullGrad(lambda t: model(t))
+    with pytest.raises(ValueError, match="normalize must be"):
+        FullGrad(model).attribute(_inputs(2), target=0, normalize="layer")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'interpolate_mode'"):
+        FullGrad3D(model).attribute(_inputs(3), target=0, interpolate_mode="nearest")
