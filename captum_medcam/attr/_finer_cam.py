@@ -52,6 +52,12 @@ def finer_references(output: Tensor, targets: Tensor, num_references: int) -> Te
 
     Returns:
         ``(N, T)`` long, ``T = min(num_references, K - 1)``, closest first.
+
+    Example:
+        >>> import torch
+        >>> z = torch.tensor([[5.0, 4.5, 0.0, 5.2, 3.0]])
+        >>> finer_references(z, torch.tensor([0]), 3)  # distances 0.5, 5, 0.2, 2
+        tensor([[3, 1, 4]])
     """
     z = output.detach()
     rows = torch.arange(z.shape[0], device=z.device)
@@ -87,6 +93,15 @@ def finer_scores(
         references: ``(N, T)`` class indices (see :func:`finer_references`).
         alpha: the comparison strength.
         reference_weights: ``"probability"`` or ``"uniform"``.
+
+    Returns:
+        ``(N,)``.
+
+    Example:
+        >>> import torch
+        >>> z = torch.tensor([[2.0, 1.0, 1.0]])
+        >>> finer_scores(z, torch.tensor([0]), torch.tensor([[1, 2]]), 0.5)  # 2 - 0.5 * 1
+        tensor([1.5000])
     """
     target_logit = output.gather(1, targets.view(-1, 1))
     reference_logits = output.gather(1, references)

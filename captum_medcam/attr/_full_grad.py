@@ -48,6 +48,15 @@ def effective_bias(module: nn.Module) -> Tensor | None:
 
     Returns:
         ``(C,)`` (detached), or None.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> bn = nn.BatchNorm1d(2).eval()
+        >>> bn.running_mean.fill_(3.0)
+        tensor([3., 3.])
+        >>> effective_bias(bn)  # -3 / sqrt(1 + 1e-5)
+        tensor([-3.0000, -3.0000])
     """
     if isinstance(module, _BatchNorm):
         if module.running_mean is None or module.running_var is None:
