@@ -206,6 +206,12 @@ def _fixations(model: nn.Module, layer: Any = None, **_: Any) -> tuple[Any, dict
     return CNNFixations(model), {}
 
 
+def _fullgrad(model: nn.Module, layer: Any = None, **_: Any) -> tuple[Any, dict[str, Any]]:
+    from captum_medcam.attr import FullGrad
+
+    return FullGrad(model), {}
+
+
 def _random(model: nn.Module, layer: Any = None, *, seed: int, **_: Any) -> tuple[Any, dict]:
     return RandomMap(seed), {}
 
@@ -222,10 +228,35 @@ METHODS: dict[str, _MethodSpec] = {
     "layercam": _MethodSpec("LayerCAM (Jiang et al. 2021)", True, _cam("LayerCAM")),
     "hirescam": _MethodSpec("HiResCAM (Draelos and Carin 2020)", True, _cam("HiResCAM")),
     "xgradcam": _MethodSpec("XGrad-CAM (Fu et al. 2020)", True, _cam("XGradCAM")),
+    "gradcam_elementwise": _MethodSpec(
+        "Grad-CAM element-wise (pytorch-grad-cam), sum of ReLU(gradient x activation)",
+        True,
+        _cam("GradCAMElementWise"),
+    ),
+    "shapleycam": _MethodSpec(
+        "Shapley-CAM (Cai 2025), gradient and Hessian-vector product of ReST",
+        True,
+        _cam("ShapleyCAM"),
+    ),
+    "finercam": _MethodSpec(
+        "Finer-CAM (Zhang et al. 2025), Grad-CAM of the score relative to 3 similar classes",
+        True,
+        _cam("FinerCAM"),
+    ),
+    "smoothgradcampp": _MethodSpec(
+        "Smooth Grad-CAM++ (Omeiza et al. 2019), derivatives averaged over 4 noisy copies",
+        True,
+        _cam("SmoothGradCAMPlusPlus"),
+    ),
     "guided_gradcam": _MethodSpec("Guided Grad-CAM (Selvaraju et al. 2017)", True, _guided_gradcam),
     "crm": _MethodSpec("CRM, class-selective relevance mapping (Kim et al. 2019)", True, _crm),
     "cnn_fixations": _MethodSpec(
         "CNN Fixations (Mopuri et al. 2019), plain conv chains", False, _fixations
+    ),
+    "fullgrad": _MethodSpec(
+        "FullGrad (Srinivas and Fleuret 2019), input- and bias-gradients of every layer",
+        False,
+        _fullgrad,
     ),
     "integrated_gradients": _MethodSpec(
         "Captum IntegratedGradients (Sundararajan et al. 2017), zero baseline, 32 steps",

@@ -122,8 +122,18 @@ LAYER_CLASSES = [
     "XGradCAM3D",
     "CRM",
     "CRM3D",
+    "GradCAMElementWise",
+    "GradCAMElementWise3D",
+    "ShapleyCAM",
+    "ShapleyCAM3D",
+    "FinerCAM",
+    "FinerCAM3D",
+    "SmoothGradCAMPlusPlus",
+    "SmoothGradCAMPlusPlus3D",
 ]
-ATTRIBUTION_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
+#: Methods that explain the model, not a layer (constructed with the model alone).
+MODEL_CLASSES = ["CNNFixations", "FullGrad", "FullGrad3D"]
+ATTRIBUTION_CLASSES = [*LAYER_CLASSES, *MODEL_CLASSES, "EnsembleAttribution"]
 
 
 def make_attribution(name: str, net: nn.Module, layer: nn.Module):
@@ -134,4 +144,4 @@ def make_attribution(name: str, net: nn.Module, layer: nn.Module):
     cls = getattr(captum_medcam, name)
     if name == "EnsembleAttribution":
         return cls([captum_medcam.ScoreCAM(net, layer), captum_medcam.LayerCAM(net, layer)])
-    return cls(net) if name == "CNNFixations" else cls(net, layer)
+    return cls(net) if name in MODEL_CLASSES else cls(net, layer)

@@ -253,6 +253,67 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
     "LayerCAM": (_attribute(cm.LayerCAM), GOOD, {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND}),
     "HiResCAM3D": (_attribute(cm.HiResCAM3D), GOOD, {**METHOD_ARGS, **LAYER_ARGS}),
     "XGradCAM": (_attribute(cm.XGradCAM), GOOD, {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND}),
+    "GradCAMElementWise3D": (
+        _attribute(cm.GradCAMElementWise3D),
+        GOOD,
+        {**METHOD_ARGS, **LAYER_ARGS, "relu_attributions": BAD_FLAG},
+    ),
+    "ShapleyCAM": (
+        _attribute(cm.ShapleyCAM),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            **GRAD_ND,
+            "score": bad_choice("rest", "logit", "probability"),
+        },
+    ),
+    "FinerCAM": (
+        _attribute(cm.FinerCAM),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            **GRAD_ND,
+            "alpha": bad_float(low=0),
+            "num_references": bad_int(),
+            "reference_weights": bad_choice("probability", "uniform"),
+        },
+    ),
+    "FinerCAM base_method": (
+        lambda base_method="x", **kw: cm.FinerCAM(MODEL, MODEL[4], base_method=base_method),
+        {"base_method": "layercam"},
+        {"base_method": bad_choice("gradcam", "gradcampp", "layercam", "hirescam", "xgradcam")},
+    ),
+    "SmoothGradCAMPlusPlus": (
+        _attribute(cm.SmoothGradCAMPlusPlus),
+        {**GOOD, "nt_samples": 2},
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            **GRAD_ND,
+            "nt_samples": bad_int(),
+            "stdevs": bad_float(low=0),
+            "generator": BAD_GENERATOR,
+            "exp_score": BAD_FLAG,
+        },
+    ),
+    "FullGrad": (
+        lambda forward_func=MODEL, **kw: cm.FullGrad(forward_func).attribute(**kw),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            "forward_func": st.one_of(JUNK, st.just(lambda x: MODEL(x))),
+            "normalize": bad_choice("sample", "channel"),
+            "align_corners": BAD_FLAG,
+            "interpolate_mode": BAD_INTERPOLATE,
+        },
+    ),
+    "FullGrad3D": (
+        lambda **kw: cm.FullGrad3D(MODEL).attribute(**kw),
+        GOOD,
+        {**METHOD_ARGS, "normalize": bad_choice("sample", "channel")},
+    ),
     "CRM": (
         _attribute(cm.CRM),
         GOOD,

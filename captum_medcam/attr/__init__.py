@@ -2,13 +2,18 @@
 
 from captum_medcam.attr._crm import CRM, CRM3D
 from captum_medcam.attr._ensemble import EnsembleAttribution
+from captum_medcam.attr._finer_cam import FinerCAM, FinerCAM3D
 from captum_medcam.attr._fixations import CNNFixations
+from captum_medcam.attr._full_grad import FullGrad, FullGrad3D
 from captum_medcam.attr._grad_cam import GradCAM, GradCAM3D
+from captum_medcam.attr._grad_cam_elementwise import GradCAMElementWise, GradCAMElementWise3D
 from captum_medcam.attr._grad_cam_plusplus import GradCAMPlusPlus, GradCAMPlusPlus3D
 from captum_medcam.attr._guided_grad_cam import GuidedGradCAM3D
 from captum_medcam.attr._hires_cam import HiResCAM, HiResCAM3D
 from captum_medcam.attr._layer_cam import LayerCAM, LayerCAM3D
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
+from captum_medcam.attr._shapley_cam import ShapleyCAM, ShapleyCAM3D
+from captum_medcam.attr._smooth_grad_cam import SmoothGradCAMPlusPlus, SmoothGradCAMPlusPlus3D
 from captum_medcam.attr._xgrad_cam import XGradCAM, XGradCAM3D
 
 __all__ = [
@@ -16,8 +21,14 @@ __all__ = [
     "CRM3D",
     "CNNFixations",
     "EnsembleAttribution",
+    "FinerCAM",
+    "FinerCAM3D",
+    "FullGrad",
+    "FullGrad3D",
     "GradCAM",
     "GradCAM3D",
+    "GradCAMElementWise",
+    "GradCAMElementWise3D",
     "GradCAMPlusPlus",
     "GradCAMPlusPlus3D",
     "GuidedGradCAM3D",
@@ -27,6 +38,10 @@ __all__ = [
     "LayerCAM3D",
     "ScoreCAM",
     "ScoreCAM3D",
+    "ShapleyCAM",
+    "ShapleyCAM3D",
+    "SmoothGradCAMPlusPlus",
+    "SmoothGradCAMPlusPlus3D",
     "XGradCAM",
     "XGradCAM3D",
 ]
