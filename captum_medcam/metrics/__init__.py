@@ -2,7 +2,7 @@
 
 Plain functions in the style of ``captum.metrics.infidelity``: they take the model (where
 needed), the inputs and any attribution tensor (from this library or from Captum).
-Faithfulness (deletion, insertion, AOPC), localization against masks, and sanity checks
+Faithfulness (deletion, insertion, AOPC, ROAD), localization against masks, and sanity checks
 (of the attributions, and of the metrics themselves: :func:`metric_sanity_check`).
 """
 
@@ -35,6 +35,7 @@ from captum_medcam.metrics._metric_sanity import (
     metric_sanity_check,
 )
 from captum_medcam.metrics._perturbation import DegenerateCurveWarning, PerturbationCurve, auc
+from captum_medcam.metrics._road import noisy_linear_imputation, road, road_curve
 from captum_medcam.metrics._sanity import RandomizationResult, model_parameter_randomization
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 from captum_medcam.metrics._summary import Summary, correctly_classified, summarize
@@ -64,10 +65,13 @@ __all__ = [
     "mean_baseline",
     "metric_sanity_check",
     "model_parameter_randomization",
+    "noisy_linear_imputation",
     "normal_noise_baseline",
     "pointing_game",
     "region_labels",
     "relevance_rank_accuracy",
+    "road",
+    "road_curve",
     "spearman_rank_correlation",
     "structural_similarity",
     "summarize",
