@@ -503,12 +503,14 @@ def build_metrics(config: EvaluationConfig) -> dict[str, Metric]:
             out[column] = _CurveMetric("aopc", options, config.aopc_grid)
         elif name in ("road", "road_morf", "road_lerf"):
             order = {"road": "combined", "road_morf": "morf", "road_lerf": "lerf"}[name]
-            out[column] = partial(metrics.road, order=order, generator=config.seed, **common)
+            options = {**common, "order": order, "generator": config.seed}
+            out[column] = partial(metrics.road, **options)
         elif name in _CONFIDENCE:
             function = (
                 metrics.average_drop if name == "average_drop" else metrics.increase_in_confidence
             )
-            out[column] = partial(function, **common)
+            options = dict(common)
+            out[column] = partial(function, **options)
         elif name == "pointing_game":
             out[column] = localization_metric(
                 metrics.pointing_game, tolerance=config.pointing_tolerance
