@@ -83,6 +83,10 @@ def _stencil(u: Tensor) -> Tensor:
     return (_neighbour_sum(u) - centre * u) / (4**dims - centre)
 
 
+#: Conjugate gradient iterations between two checks for convergence (each check syncs).
+_SYNC_EVERY = 4
+
+
 def _default_tol(dtype: torch.dtype) -> float:
     return 1e-10 if dtype == torch.float64 else 1e-5
 
@@ -122,26 +126,30 @@ def _solve(x: Tensor, removed: Tensor, tol: float, max_iter: int) -> Tensor:
     p = z.clone()
     rz = (r * z).sum(dims, keepdim=True)
     limit = tol * b.square().sum(dims, keepdim=True).sqrt()
-    for _ in range(max_iter):
+    tiny = torch.finfo(x.dtype).tiny
+    for step in range(max_iter):
         active = r.square().sum(dims, keepdim=True).sqrt() > limit
-        if not bool(active.any()):
+        # Converged systems are frozen by `active`; reading it back to the host is a device
+        # sync, so the loop asks whether any system is left only every few iterations.
+        if step % _SYNC_EVERY == 0 and not bool(active.any()):
             break
         ap = apply(p)
         pap = (p * ap).sum(dims, keepdim=True)
-        alpha = torch.where(active & (pap > 0), rz / pap.clamp(min=torch.finfo(x.dtype).tiny), 0)
+        alpha = torch.where(active & (pap > 0), rz / pap.clamp(min=tiny), 0)
         u = u + alpha * p
         r = r - alpha * ap
         z = r / d
         rz_new = (r * z).sum(dims, keepdim=True)
-        beta = torch.where(active & (rz > 0), rz_new / rz.clamp(min=torch.finfo(x.dtype).tiny), 0)
+        beta = torch.where(active & (rz > 0), rz_new / rz.clamp(min=tiny), 0)
         rz = rz_new
         p = z + beta * p
     else:
-        residual = (r.square().sum(dims, keepdim=True).sqrt() / limit.clamp(min=1e-300)).amax()
-        if bool(residual > 1):
+        rnorm = r.square().sum(dims, keepdim=True).sqrt()
+        if bool((rnorm > limit).any()):
+            worst = float((rnorm / limit.clamp(min=tiny)).amax())
             warnings.warn(
                 f"noisy linear imputation: conjugate gradients stopped after max_iter={max_iter} "
-                f"iterations with a residual {float(residual):.3g} times the tolerance "
+                f"iterations with a residual {worst:.3g} times the tolerance "
                 f"(tol={tol:g}); raise max_iter or tol",
                 RuntimeWarning,
                 stacklevel=user_stacklevel(),
