@@ -580,10 +580,12 @@ road_curve.__doc__ = (
 """
     + _DOC_DEFINITION
     + """
-    To reproduce the paper's figures average the curves over the data set
-    (``curve.scores.mean(0)``), with ``score="correct", target=labels`` for the accuracy
-    or ``score="probability"`` for the average probability, both orders. The mean of a curve
-    over the default fractions is the area under it by the midpoint rule.
+    The authors' ``run_road`` returns, per fraction, the test accuracy and the average
+    softmax probability of the predicted class over the data set, for one order: here
+    ``curve.scores.mean(0)`` with ``score="correct", target=labels`` and with
+    ``score="probability"`` (``target=None``, the class predicted on the clean input),
+    for ``order="morf"`` and ``"lerf"``. ``curve.scores.mean(1)`` summarises a curve per
+    example (its area per unit of the fraction range, by the rectangle rule).
 
     Args:"""
     + _DOC_ARGS
@@ -619,9 +621,9 @@ road.__doc__ = (
     These are pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
     ``ROADLeastRelevantFirstAverage`` and ``ROADCombined`` (one value per example, with
     their default percentiles 10, ..., 90), equal to them where the removal counts match
-    and the noise is off (see below). The paper reports the curves themselves, averaged over
-    the data set: :func:`road_curve` gives them. ``combined`` is computed in one pass (the
-    clean input is scored once for both orders).
+    and the noise is off (see below). The paper plots the curves themselves, averaged over
+    the data set: :func:`road_curve` gives them per example. ``combined`` is computed in one
+    pass (the clean input is scored once for both orders).
 """
     + _DOC_DEFINITION
     + """
