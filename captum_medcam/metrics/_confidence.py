@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from captum_medcam._core.checks import check_bool, check_choice, index_additional_args
+from captum_medcam._core.checks import check_bool, check_choice
+from captum_medcam._core.engine import Perturbed, forward_in_chunks, progress_bar, run_jobs
 from captum_medcam._core.targets import MetricScore
 from captum_medcam.metrics._perturbation import (
     DEFAULT_MAX_EXAMPLES_PER_BATCH,
@@ -23,7 +24,7 @@ __all__ = ["average_drop", "increase_in_confidence"]
 _CONFIDENCE_SCORES = ("probability", "sigmoid", "logit")
 
 
-def _explanation_map(inputs: Tensor, attributions: Tensor, *, normalize: bool = True) -> Tensor:
+def _explanation_map(inputs: Tensor, attributions: Tensor, normalize: bool = True) -> Tensor:
     """The explanation map ``E = s(L) * x`` of Grad-CAM++'s confidence metrics.
 
     ``L`` is the attribution summed over channels ``(N, 1, *S)``, ``s`` the min-max
@@ -84,37 +85,21 @@ def _confidences(
     x, n = p.x, p.x.shape[0]
     chunk = max_examples_per_batch or max(n, 1)
     everyone = torch.arange(n, device=x.device)
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=2 * -(-n // chunk), desc="confidence forwards", unit="batch")
+    def build(start: int, stop: int) -> Perturbed:
+        rows = everyone[start:stop]
+        return Perturbed(_explanation_map(x[start:stop], p.relevance[start:stop], normalize), rows)
+
+    bar = progress_bar(2 * -(-n // chunk), "confidence forwards", show=show_progress)
     try:
-        with torch.no_grad():
-            outputs = []
-            for i in range(0, n, chunk):
-                index = everyone[i : i + chunk]
-                outputs.append(
-                    forward_func(x[i : i + chunk], *index_additional_args(p.args, index, n))
-                )
-                if bar is not None:
-                    bar.update(1)
-            clean_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-            targets = _resolve_target(target, n, clean_out, score)
-            clean = _score(clean_out, targets, everyone, score, x.dtype)
-            explained = torch.empty_like(clean)
-            for i in range(0, n, chunk):
-                index = everyone[i : i + chunk]
-                e = _explanation_map(
-                    x[i : i + chunk], p.relevance[i : i + chunk], normalize=normalize
-                )
-                out = forward_func(e, *index_additional_args(p.args, index, n))
-                explained[i : i + chunk] = _score(out, targets, index, score, x.dtype)
-                if bar is not None:
-                    bar.update(1)
+        clean_out = forward_in_chunks(forward_func, x, p.args, chunk_size=chunk, bar=bar)
+        targets = _resolve_target(target, n, clean_out, score)
+        clean = _score(clean_out, targets, everyone, score, x.dtype)
+        explained = run_jobs(
+            forward_func, x, targets, p.args, n, build, chunk_size=chunk, score=score, bar=bar
+        )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     return clean, explained
 
 

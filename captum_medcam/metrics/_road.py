@@ -29,10 +29,10 @@ from captum_medcam._core.checks import (
     check_finite_float,
     check_inputs,
     check_positive_int,
-    index_additional_args,
     make_generator,
     user_stacklevel,
 )
+from captum_medcam._core.engine import Perturbed, forward_in_chunks, progress_bar, run_jobs
 from captum_medcam._core.meta import unwrap_meta
 from captum_medcam._core.targets import MetricScore
 from captum_medcam.metrics._baselines import _noise
@@ -364,52 +364,33 @@ def _road_scores(
 
     # Distinct jobs: (order, count) for counts > 0; count 0 is the clean input.
     keys = list(dict.fromkeys((o, c) for o in orders for c in counts if c > 0))
+    key_order = torch.tensor([distinct.index(o) for o, _ in keys], device=x.device)
+    key_count = torch.tensor([c for _, c in keys], device=x.device)
     chunk = max_examples_per_batch or max(n, 1)
     n_jobs = len(keys) * n
     everyone = torch.arange(n, device=x.device)
     view = (-1,) + (1,) * (x.dim() - 1)
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=-(-n // chunk) + -(-n_jobs // chunk), desc="ROAD forwards", unit="batch")
+    def build(start: int, stop: int) -> Perturbed:
+        # Job j imputes point j // n of example j % n; a chunk's systems are solved together.
+        ids = torch.arange(start, stop, device=x.device)
+        k, s = ids // n, ids % n
+        removed = ranks[key_order[k], s] < key_count[k].view(view)
+        noise_rows = None if z is None else z.index_select(0, s)
+        return Perturbed(
+            _impute(x.index_select(0, s), removed, noise, noise_rows, tol, max_iter), s
+        )
+
+    bar = progress_bar(-(-n // chunk) + -(-n_jobs // chunk), "ROAD forwards", show=show_progress)
     try:
-        with torch.no_grad():
-            outputs = []
-            for i in range(0, n, chunk):
-                outputs.append(
-                    forward_func(
-                        x[i : i + chunk], *index_additional_args(p.args, everyone[i : i + chunk], n)
-                    )
-                )
-                if bar is not None:
-                    bar.update(1)
-            clean_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-            targets = _resolve_target(target, n, clean_out, score)
-            clean = _score(clean_out, targets, everyone, score, x.dtype)
-            flat = clean.new_empty(n_jobs)
-            key_order = torch.tensor([distinct.index(o) for o, _ in keys], device=x.device)
-            key_count = torch.tensor([c for _, c in keys], device=x.device)
-            for start in range(0, n_jobs, chunk):
-                ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
-                k, s = ids // n, ids % n
-                rank = ranks[key_order[k], s]
-                mask = rank < key_count[k].view(view)
-                imputed = _impute(
-                    x.index_select(0, s),
-                    mask,
-                    float(noise),
-                    None if z is None else z.index_select(0, s),
-                    tol,
-                    max_iter,
-                )
-                out = forward_func(imputed, *index_additional_args(p.args, s, n))
-                flat[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
-                if bar is not None:
-                    bar.update(1)
+        clean_out = forward_in_chunks(forward_func, x, p.args, chunk_size=chunk, bar=bar)
+        targets = _resolve_target(target, n, clean_out, score)
+        clean = _score(clean_out, targets, everyone, score, x.dtype)
+        flat = run_jobs(
+            forward_func, x, targets, p.args, n_jobs, build, chunk_size=chunk, score=score, bar=bar
+        )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     scores = flat.view(len(keys), n)
     index = {key: i for i, key in enumerate(keys)}
     curves = [

@@ -352,3 +352,23 @@ def test_metric_errors() -> None:
         road(model, x, x[..., :4, :4])
     with pytest.raises(TypeError, match="generator"):
         road(model, x, x, generator="seed")  # type: ignore[arg-type]
+
+
+def test_forwards_are_chunked_and_counted() -> None:
+    """Every forward holds at most max_examples_per_batch imputed inputs; the clean input
+    is scored once for both orders; equal counts (fractions 0.5 and 0.52 of 8 voxels)
+    are imputed once."""
+    sizes: list[int] = []
+
+    class Recording(nn.Module):
+        def forward(self, x):
+            sizes.append(x.shape[0])
+            return x.flatten(1)[:, :2]
+
+    x = torch.randn(4, 1, 2, 4, dtype=torch.float64)
+    road(Recording().eval(), x, x, 0, fractions=(0.25, 0.5, 0.52), max_examples_per_batch=3)
+    assert max(sizes) <= 3
+    assert sum(sizes) == 4 + 4 * 2 * 2  # clean + 4 examples x 2 orders x 2 distinct counts
+    sizes.clear()
+    road_curve(Recording().eval(), x, x, 0, fractions=(0.5,), show_progress=True)
+    assert sizes == [4, 4]
