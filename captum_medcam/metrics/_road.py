@@ -116,35 +116,48 @@ def _solve(x: Tensor, removed: Tensor, tol: float, max_iter: int) -> Tensor:
     d = _stencil(torch.ones_like(m[:1]))  # the in-image weight of each voxel
     b = m * _stencil((1 - m) * x)
     dims = tuple(range(2, x.dim()))
+    tiny = torch.finfo(x.dtype).tiny
 
-    def apply(v: Tensor) -> Tensor:
-        return m * (d * v - _stencil(m * v))
+    def norm(v: Tensor) -> Tensor:
+        return v.square().sum(dims, keepdim=True).sqrt()
 
+    solution = torch.zeros_like(x)
+    rows = torch.arange(x.shape[0], device=x.device)  # the examples still being solved
     u = torch.zeros_like(x)
-    r = b.clone()
+    r = b
     z = r / d
     p = z.clone()
     rz = (r * z).sum(dims, keepdim=True)
-    limit = tol * b.square().sum(dims, keepdim=True).sqrt()
-    tiny = torch.finfo(x.dtype).tiny
+    limit = tol * norm(b)
     for step in range(max_iter):
-        active = r.square().sum(dims, keepdim=True).sqrt() > limit
-        # Converged systems are frozen by `active`; reading it back to the host is a device
-        # sync, so the loop asks whether any system is left only every few iterations.
-        if step % _SYNC_EVERY == 0 and not bool(active.any()):
-            break
-        ap = apply(p)
+        active = norm(r) > limit  # (B, C, 1, ...): converged systems are frozen
+        # Reading flags back to the host is a device sync: every few iterations, examples
+        # whose channels have all converged leave the working set (a chunk mixes small and
+        # large removals, which need few and many iterations).
+        if step % _SYNC_EVERY == 0:
+            done = ~active.flatten(1).any(1)
+            if bool(done.any()):
+                solution.index_copy_(0, rows[done], u[done])
+                keep = ~done
+                if not bool(keep.any()):
+                    break
+                rows, u, r, p, rz, limit, m, active = (
+                    t[keep] for t in (rows, u, r, p, rz, limit, m, active)
+                )
+        # p (like r and z) is 0 outside the removed voxels, so m * p = p.
+        ap = m * (d * p - _stencil(p))
         pap = (p * ap).sum(dims, keepdim=True)
         alpha = torch.where(active & (pap > 0), rz / pap.clamp(min=tiny), 0)
-        u = u + alpha * p
-        r = r - alpha * ap
+        u = u.addcmul_(alpha, p)
+        r = r.addcmul(alpha, ap, value=-1)
         z = r / d
         rz_new = (r * z).sum(dims, keepdim=True)
         beta = torch.where(active & (rz > 0), rz_new / rz.clamp(min=tiny), 0)
         rz = rz_new
-        p = z + beta * p
+        p = p.mul_(beta).add_(z)
     else:
-        rnorm = r.square().sum(dims, keepdim=True).sqrt()
+        solution.index_copy_(0, rows, u)
+        rnorm = norm(r)
         if bool((rnorm > limit).any()):
             worst = float((rnorm / limit.clamp(min=tiny)).amax())
             warnings.warn(
@@ -154,7 +167,7 @@ def _solve(x: Tensor, removed: Tensor, tol: float, max_iter: int) -> Tensor:
                 RuntimeWarning,
                 stacklevel=user_stacklevel(),
             )
-    return torch.where(m > 0, u, x)
+    return torch.where(removed > 0, solution, x)
 
 
 def _work_dtype(dtype: torch.dtype) -> torch.dtype:
