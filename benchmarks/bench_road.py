@@ -86,10 +86,10 @@ def limit(model, x, n_forwards: int) -> None:
             model(batch[: min(CHUNK, n_forwards - start)])
 
 
-def case_2d(n: int, size: int, rounds: int) -> None:
+def case_2d(n: int, size: int, rounds: int, channels: int = 3) -> None:
     torch.manual_seed(0)
-    model = resnet18(spatial_dims=2, n_input_channels=3, num_classes=10).eval()
-    x = torch.rand(n, 3, size, size)
+    model = resnet18(spatial_dims=2, n_input_channels=channels, num_classes=10).eval()
+    x = torch.rand(n, channels, size, size)
     maps = smooth_maps(n, (size, size), 1)
     cams = maps[:, 0].double().numpy()
     with torch.no_grad():
@@ -111,12 +111,12 @@ def case_2d(n: int, size: int, rounds: int) -> None:
             if err:
                 errors[key] = err
     ours = statistics.median(times["captum_medcam road(combined)"])
-    print(f"2D: {n} images 3x{size}x{size}, MONAI resnet18, 9 fractions x 2 orders")
+    print(f"2D: {n} images {channels}x{size}x{size}, MONAI resnet18, 9 fractions x 2 orders")
     for key in methods:
         t = statistics.median(times[key])
         print(f"  {key:<32} {t:8.2f} s CPU  {t / ours:5.2f}x ours  {errors.get(key, '')}")
     # agreement without noise (same imputation, same counts: size * size a multiple of 100)
-    model64 = resnet18(spatial_dims=2, n_input_channels=3, num_classes=10).eval()
+    model64 = resnet18(spatial_dims=2, n_input_channels=channels, num_classes=10).eval()
     model64.load_state_dict(model.state_dict())
     model64.double()
     ours64 = road(model64, x.double(), maps.double(), target, fractions=FRACTIONS, noise=0.0)
@@ -181,9 +181,11 @@ def main() -> None:
     torch.set_num_threads(1)
     if args.quick:
         case_2d(n=2, size=40, rounds=1)
+        case_2d(n=2, size=40, rounds=1, channels=1)
         case_3d(n=1, size=16, rounds=1)
     else:
-        case_2d(n=8, size=100, rounds=3)
+        case_2d(n=8, size=100, rounds=3)  # RGB: their one factorisation serves 3 channels
+        case_2d(n=8, size=100, rounds=3, channels=1)  # grayscale, as most medical images
         case_3d(n=2, size=64, rounds=1)
 
 
