@@ -33,6 +33,7 @@ import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -278,6 +279,11 @@ _METRIC_COLUMNS = {
     "insertion": "insertion_auc",
     "aopc": "aopc",
     "aopc_lerf": "aopc_lerf",
+    "road": "road",
+    "road_morf": "road_morf",
+    "road_lerf": "road_lerf",
+    "average_drop": "average_drop",
+    "increase_in_confidence": "increase_in_confidence",
     "pointing_game": "pointing_game",
     "energy_pointing_game": "energy_pointing_game",
     "iou": "iou",
@@ -286,6 +292,7 @@ _METRIC_COLUMNS = {
 }
 #: Metric name (as ``--metrics`` takes it) -> its column in ``results.csv``.
 METRICS: dict[str, str] = dict(_METRIC_COLUMNS)
+_CONFIDENCE = ("average_drop", "increase_in_confidence")
 _LOCALIZATION = ("pointing_game", "energy_pointing_game", "iou", "dice", "rank_accuracy")
 
 #: The two published protocols (the options they fix; the data and model are yours).
@@ -335,7 +342,8 @@ class EvaluationConfig:
         layer: the dotted layer name for the CAMs (e.g. ``"layer4"``).
         metrics: names from :data:`METRICS`. The localization metrics need masks.
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
-            ``"correct"`` (0/1 correctness of the argmax) for deletion, insertion and AOPC.
+            ``"correct"`` (0/1 correctness of the argmax) for deletion, insertion, AOPC and
+            ROAD (the confidence metrics refuse ``"correct"``).
         n_steps: deletion/insertion steps (``n_steps + 1`` curve points).
         deletion_baseline: what deleted voxels become: ``"zero"`` (RISE's reference code,
             the default), ``"mean"`` (each example's mean) or ``"blur"`` (RISE's Gaussian
@@ -361,7 +369,7 @@ class EvaluationConfig:
         fc_layer: dotted name of the Linear after global pooling, for CRM's exact fast path.
         localization_threshold: IoU/Dice binarize at this fraction of each map's maximum.
         pointing_tolerance: pointing-game tolerance in voxels.
-        seed: seed of the random map.
+        seed: seed of the random map and of the noise of AOPC and ROAD.
         examples: how many samples the report shows.
     """
 
@@ -406,6 +414,12 @@ class EvaluationConfig:
         if self.score not in ("probability", "logit", "sigmoid", "correct"):
             raise ValueError(
                 f"score must be 'probability', 'logit', 'sigmoid' or 'correct', got {self.score!r}"
+            )
+        if self.score == "correct" and any(m in _CONFIDENCE for m in metrics):
+            raise ValueError(
+                "average_drop and increase_in_confidence compare the confidence on the image "
+                "and on the explanation map; score='correct' (0/1) has no drop to measure: use "
+                "score='probability' (the paper's), 'sigmoid' or 'logit'"
             )
         if self.deletion_baseline not in ("zero", "mean", "blur"):
             raise ValueError(
@@ -514,6 +528,16 @@ def build_metrics(config: EvaluationConfig) -> dict[str, Metric]:
             else:
                 options["baselines"] = metrics.mean_baseline()
             out[column] = _CurveMetric("aopc", options, config.aopc_grid)
+        elif name in ("road", "road_morf", "road_lerf"):
+            order = {"road": "combined", "road_morf": "morf", "road_lerf": "lerf"}[name]
+            options = {**common, "order": order, "generator": config.seed}
+            out[column] = partial(metrics.road, **options)
+        elif name in _CONFIDENCE:
+            function = (
+                metrics.average_drop if name == "average_drop" else metrics.increase_in_confidence
+            )
+            options = dict(common)
+            out[column] = partial(function, **options)
         elif name == "pointing_game":
             out[column] = localization_metric(
                 metrics.pointing_game, tolerance=config.pointing_tolerance

@@ -598,3 +598,40 @@ def test_evaluate_png_table(tmp_path, capsys):
     energy = [float(r["energy_pointing_game"]) for r in rows_out if r["method"] == "random"]
     assert all(0.02 < e < 0.25 for e in energy)  # the mask covers 35 / 480 = 7.3 %
     assert not (out / "maps").exists()  # maps are written as NIfTI for NIfTI inputs only
+
+
+@pytest.mark.filterwarnings("ignore:no --weights given")
+def test_evaluate_road_and_confidence_metrics(tmp_path, monkeypatch, capsys):
+    write_medmnist(tmp_path, "pathmnist", (28, 28, 3), monkeypatch)
+    out = tmp_path / "out"
+    names = "road,road_morf,average_drop,increase_in_confidence"
+    run(
+        [
+            "evaluate",
+            "--medmnist",
+            "pathmnist",
+            "--root",
+            str(tmp_path),
+            "--network",
+            NET_2D % (3, 9),
+            "--methods",
+            "saliency",
+            "--metrics",
+            names,
+            "--output",
+            str(out),
+            "--no-progress",
+            "--no-report",
+        ],
+        capsys,
+    )
+    rows = read_rows(out / "results.csv")
+    assert len(rows) == 3
+    for row in rows:
+        assert 0 <= float(row["average_drop"]) <= 1 and row["increase_in_confidence"] in (
+            "0.0",
+            "1.0",
+        )
+        assert abs(float(row["road"])) <= 1 and abs(float(row["road_morf"])) <= 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert sorted(summary["saliency"]) == sorted(names.split(","))

@@ -187,3 +187,26 @@ def test_deletion_baseline_is_the_metrics_substrate(deletion_baseline, substrate
 def test_deletion_baseline_must_be_known():
     with pytest.raises(ValueError, match="deletion_baseline must be 'zero', 'mean' or 'blur'"):
         EvaluationConfig(deletion_baseline="noise")
+
+
+def test_road_and_confidence_metrics_by_name():
+    """`--metrics road,road_morf,road_lerf,average_drop,increase_in_confidence`: each column
+    holds the metric called directly on the method's maps, with the config's seed."""
+    from captum_medcam.metrics import average_drop, increase_in_confidence, road
+
+    model = small_cnn(2, in_channels=1)
+    names = ("road", "road_morf", "road_lerf", "average_drop", "increase_in_confidence")
+    config = EvaluationConfig(methods=("random",), metrics=names, seed=3, batch_size=2)
+    samples = data(n=3, dims=2)
+    values = compare_methods(model, samples, config, show_progress=False).results["random"].values
+    x = torch.stack([s["image"] for s in samples])
+    maps, target = RandomMap(3).attribute(x), model(x).argmax(1)
+    for name, order in (("road", "combined"), ("road_morf", "morf"), ("road_lerf", "lerf")):
+        expected = road(model, x, maps, target, order=order, generator=3)
+        torch.testing.assert_close(values[name], expected)
+    torch.testing.assert_close(values["average_drop"], average_drop(model, x, maps, target))
+    torch.testing.assert_close(
+        values["increase_in_confidence"], increase_in_confidence(model, x, maps, target)
+    )
+    with pytest.raises(ValueError, match="score='correct'"):
+        EvaluationConfig(metrics=("average_drop",), score="correct")

@@ -2,8 +2,9 @@
 
 Plain functions in the style of ``captum.metrics.infidelity``: they take the model (where
 needed), the inputs and any attribution tensor (from this library or from Captum).
-Faithfulness (deletion, insertion, AOPC), localization against masks, and sanity checks
-(of the attributions, and of the metrics themselves: :func:`metric_sanity_check`).
+Faithfulness (deletion, insertion, AOPC, ROAD, average drop and increase in confidence),
+localization against masks, and sanity checks (of the attributions, and of the metrics
+themselves: :func:`metric_sanity_check`).
 """
 
 from captum_medcam.metrics._aopc import aopc, aopc_curve, region_labels
@@ -14,6 +15,7 @@ from captum_medcam.metrics._baselines import (
     normal_noise_baseline,
     uniform_noise_baseline,
 )
+from captum_medcam.metrics._confidence import average_drop, increase_in_confidence
 from captum_medcam.metrics._deletion_insertion import (
     deletion_auc,
     deletion_curve,
@@ -35,6 +37,7 @@ from captum_medcam.metrics._metric_sanity import (
     metric_sanity_check,
 )
 from captum_medcam.metrics._perturbation import DegenerateCurveWarning, PerturbationCurve, auc
+from captum_medcam.metrics._road import noisy_linear_imputation, road, road_curve
 from captum_medcam.metrics._sanity import RandomizationResult, model_parameter_randomization
 from captum_medcam.metrics._similarity import spearman_rank_correlation, structural_similarity
 from captum_medcam.metrics._summary import Summary, correctly_classified, summarize
@@ -51,6 +54,7 @@ __all__ = [
     "attribution_dice",
     "attribution_iou",
     "auc",
+    "average_drop",
     "blur_baseline",
     "correctly_classified",
     "deletion_auc",
@@ -59,15 +63,19 @@ __all__ = [
     "deletion_insertion_curves",
     "energy_pointing_game",
     "gaussian_blur",
+    "increase_in_confidence",
     "insertion_auc",
     "insertion_curve",
     "mean_baseline",
     "metric_sanity_check",
     "model_parameter_randomization",
+    "noisy_linear_imputation",
     "normal_noise_baseline",
     "pointing_game",
     "region_labels",
     "relevance_rank_accuracy",
+    "road",
+    "road_curve",
     "spearman_rank_correlation",
     "structural_similarity",
     "summarize",

@@ -357,7 +357,7 @@ def _is_number(v: Any) -> bool:
 
 def _lower_is_better(metric: str) -> bool:
     name = metric.lower()
-    return "deletion" in name or name in {"dauc", "aopc_lerf"}
+    return "deletion" in name or name in {"dauc", "aopc_lerf", "road_morf", "average_drop"}
 
 
 def _slug(name: str) -> str:
