@@ -103,7 +103,21 @@ def _confidences(
     return clean, explained
 
 
-_DOC_DEFINITION = """
+def average_drop(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    attributions: Tensor,
+    target: Any = None,
+    additional_forward_args: Any = None,
+    *,
+    score: MetricScore = "probability",
+    normalize: bool = True,
+    relative: bool = True,
+    max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
+    show_progress: bool = False,
+) -> Tensor:
+    """Drop in confidence per example: ``max(0, Y - O) / Y`` (lower is better).
+
     The explanation map keeps the part of the image the attribution points at:
     ``E = s(L) * x`` with ``s`` the per-example min-max normalisation of the attribution
     (summed over channels, broadcast over the input channels; see the ``normalize`` option).
@@ -128,9 +142,8 @@ _DOC_DEFINITION = """
         Chattopadhay, Sarkar, Howlader, Balasubramanian. "Grad-CAM++: Generalized
         Gradient-based Visual Explanations for Deep Convolutional Networks". WACV 2018,
         section 5.1. arXiv:1710.11063.
-"""
 
-_DOC_ARGS = """
+    Args:
         forward_func: the model, called as ``forward_func(inputs, *additional_forward_args)``.
             Its mode is left as it is (call ``model.eval()`` first).
         inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, in the units the model takes (the
@@ -147,30 +160,28 @@ _DOC_ARGS = """
             as it is.
         max_examples_per_batch: inputs per forward pass (None: all at once).
         show_progress: a progress bar over the forward passes.
-"""
+        relative: divide by ``Y`` (the paper); False gives ``max(0, Y - O)``
+            (pytorch-grad-cam's ``DropInConfidence``).
 
-_DOC_RAISES = """
+    Returns:
+        ``(N,)`` in the inputs' dtype: the paper's Average Drop % is ``100 * values.mean()``.
+
     Raises:
         TypeError: inputs or attributions that are not floating tensors.
         ValueError: shapes that do not match (a layer-resolution map must be upsampled
             first), a ``score`` other than the three above (0/1 correctness has no relative
             drop), a target out of range.
-"""
+        ValueError: also, with ``relative=True``, a clean score ``Y <= 0``.
 
-
-def average_drop(
-    forward_func: Callable[..., Any],
-    inputs: Tensor,
-    attributions: Tensor,
-    target: Any = None,
-    additional_forward_args: Any = None,
-    *,
-    score: MetricScore = "probability",
-    normalize: bool = True,
-    relative: bool = True,
-    max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
-    show_progress: bool = False,
-) -> Tensor:
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+        >>> x = torch.rand(2, 1, 4, 4, 4)
+        >>> drop = average_drop(model, x, x)
+        >>> drop.shape, bool(((drop >= 0) & (drop <= 1)).all())
+        (torch.Size([2]), True)
+    """
     check_bool(relative, "relative")
     clean, explained = _confidences(
         forward_func,
@@ -208,6 +219,69 @@ def increase_in_confidence(
     max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
     show_progress: bool = False,
 ) -> Tensor:
+    """Increase in confidence per example: 1 where ``O > Y``, else 0 (higher is better).
+
+    The explanation map keeps the part of the image the attribution points at:
+    ``E = s(L) * x`` with ``s`` the per-example min-max normalisation of the attribution
+    (summed over channels, broadcast over the input channels; see the ``normalize`` option).
+    ``Y`` is the model's score of the target on the image, ``O`` on ``E``.
+
+    The paper's numbers are data set means in percent: ``Average Drop % = 100 * mean_i
+    max(0, Y_i - O_i) / Y_i`` and ``% Increase in Confidence = 100 * mean_i 1[Y_i < O_i]``,
+    over the images of the test set, ``c`` the predicted class and ``Y``, ``O`` its softmax
+    score. Here, as in ``captum.metrics``, each example gets its own value (a fraction, not a
+    percentage); take the mean (and multiply by 100) over the data set, e.g. with
+    :func:`summarize` or ``captum-medcam evaluate``, whose summary holds the mean.
+
+    pytorch-grad-cam's ``DropInConfidence`` and ``IncreaseInConfidence``
+    (``metrics/cam_mult_image.py``) are per example too; its drop is the absolute
+    ``max(0, Y - O)``, not divided by ``Y`` (``relative=False`` here), and it multiplies the
+    image by the map as given (``normalize=False``; its CAMs come already scaled to
+    ``[0, 1]``). With those options and the same score (its ``ClassifierOutputSoftmaxTarget``
+    is ``score="probability"``, ``ClassifierOutputTarget`` is ``"logit"``) the values are
+    equal.
+
+    References:
+        Chattopadhay, Sarkar, Howlader, Balasubramanian. "Grad-CAM++: Generalized
+        Gradient-based Visual Explanations for Deep Convolutional Networks". WACV 2018,
+        section 5.1. arXiv:1710.11063.
+
+    Args:
+        forward_func: the model, called as ``forward_func(inputs, *additional_forward_args)``.
+            Its mode is left as it is (call ``model.eval()`` first).
+        inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, in the units the model takes (the
+            map multiplies them, so 0 should mean "no signal", e.g. intensities scaled to
+            ``[0, 1]`` rather than standardised to mean 0). Not modified.
+        attributions: ``(N, 1, *S)`` or ``(N, C, *S)`` at input resolution (upsample a
+            layer-resolution CAM first).
+        target: the class to score, as in Captum; None takes the class predicted on the
+            image (the paper).
+        additional_forward_args: further model arguments, as in Captum.
+        score: ``"probability"`` (softmax of the target; the paper), ``"sigmoid"`` (one label
+            of a multi-label head) or ``"logit"``.
+        normalize: min-max normalise each map before multiplying (the paper); False uses it
+            as it is.
+        max_examples_per_batch: inputs per forward pass (None: all at once).
+        show_progress: a progress bar over the forward passes.
+
+    Returns:
+        ``(N,)`` of 0 and 1 in the inputs' dtype: the paper's % Increase in Confidence is
+        ``100 * values.mean()``.
+
+    Raises:
+        TypeError: inputs or attributions that are not floating tensors.
+        ValueError: shapes that do not match (a layer-resolution map must be upsampled
+            first), a ``score`` other than the three above (0/1 correctness has no relative
+            drop), a target out of range.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+        >>> x = torch.rand(2, 1, 4, 4, 4)
+        >>> increase_in_confidence(model, x, x).shape
+        torch.Size([2])
+    """
     clean, explained = _confidences(
         forward_func,
         inputs,
@@ -220,55 +294,3 @@ def increase_in_confidence(
         show_progress=show_progress,
     )
     return (explained > clean).to(clean.dtype)
-
-
-average_drop.__doc__ = (
-    """Drop in confidence per example: ``max(0, Y - O) / Y`` (lower is better).
-"""
-    + _DOC_DEFINITION
-    + """
-    Args:"""
-    + _DOC_ARGS
-    + """        relative: divide by ``Y`` (the paper); False gives ``max(0, Y - O)``
-            (pytorch-grad-cam's ``DropInConfidence``).
-
-    Returns:
-        ``(N,)`` in the inputs' dtype: the paper's Average Drop % is ``100 * values.mean()``.
-"""
-    + _DOC_RAISES
-    + """        ValueError: also, with ``relative=True``, a clean score ``Y <= 0``.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
-        >>> x = torch.rand(2, 1, 4, 4, 4)
-        >>> drop = average_drop(model, x, x)
-        >>> drop.shape, bool(((drop >= 0) & (drop <= 1)).all())
-        (torch.Size([2]), True)
-    """
-)
-
-increase_in_confidence.__doc__ = (
-    """Increase in confidence per example: 1 where ``O > Y``, else 0 (higher is better).
-"""
-    + _DOC_DEFINITION
-    + """
-    Args:"""
-    + _DOC_ARGS
-    + """
-    Returns:
-        ``(N,)`` of 0 and 1 in the inputs' dtype: the paper's % Increase in Confidence is
-        ``100 * values.mean()``.
-"""
-    + _DOC_RAISES
-    + """
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
-        >>> x = torch.rand(2, 1, 4, 4, 4)
-        >>> increase_in_confidence(model, x, x).shape
-        torch.Size([2])
-    """
-)

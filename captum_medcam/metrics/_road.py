@@ -417,7 +417,25 @@ def _road_scores(
     return clean, xs, curves
 
 
-_DOC_DEFINITION = """
+def road_curve(
+    forward_func: Callable[..., Any],
+    inputs: Tensor,
+    attributions: Tensor,
+    target: Any = None,
+    additional_forward_args: Any = None,
+    *,
+    order: RoadOrder = "morf",
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    noise: float = DEFAULT_NOISE,
+    generator: int | torch.Generator = DEFAULT_SEED,
+    score: MetricScore = "probability",
+    tol: float | None = None,
+    max_iter: int | None = None,
+    max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
+    show_progress: bool = False,
+) -> PerturbationCurve:
+    """ROAD curve: the score as the most (or least) relevant voxels are imputed.
+
     Voxels are ranked by their attribution (summed over channels; all input channels of a
     voxel are removed together), ties broken by position (the smaller flattened index
     first). For each fraction ``f`` the ``floor(f * V)`` most relevant voxels (``"morf"``)
@@ -456,9 +474,15 @@ _DOC_DEFINITION = """
     References:
         Rong, Leemann, Borisov, Kasneci, Kasneci. "A Consistent and Efficient Evaluation
         Strategy for Attribution Methods". ICML 2022. arXiv:2202.00449.
-"""
 
-_DOC_ARGS = """
+    The authors' ``run_road`` returns, per fraction, the test accuracy and the average
+    softmax probability of the predicted class over the data set, for one order: here
+    ``curve.scores.mean(0)`` with ``score="correct", target=labels`` and with
+    ``score="probability"`` (``target=None``, the class predicted on the clean input),
+    for ``order="morf"`` and ``"lerf"``. ``curve.scores.mean(1)`` summarises a curve per
+    example (its area per unit of the fraction range, by the rectangle rule).
+
+    Args:
         forward_func: the model, called as ``forward_func(inputs, *additional_forward_args)``.
             Its mode is left as it is (call ``model.eval()`` first).
         inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, e.g. ``(N, C, D, H, W)``, in the
@@ -483,35 +507,28 @@ _DOC_ARGS = """
         max_examples_per_batch: imputed inputs per forward pass (None: all at once). It
             bounds memory; the number of fractions does not.
         show_progress: a progress bar over the forward passes.
-"""
+        order: ``"morf"`` (most relevant removed first) or ``"lerf"``.
 
-_DOC_RAISES = """
+    Returns:
+        ``PerturbationCurve(x, scores)``: ``x`` the fractions ``(T,)`` and ``scores``
+        ``(N, T)``.
+
     Raises:
         TypeError: inputs or attributions that are not floating tensors, fractions that are
             not a sequence, a bad ``generator``.
         ValueError: shapes that do not match (a layer-resolution map must be upsampled
             first), a fraction outside ``[0, 1)``, an unknown ``order`` or ``score``, a
             negative ``noise``, a target out of range.
-"""
 
-
-def road_curve(
-    forward_func: Callable[..., Any],
-    inputs: Tensor,
-    attributions: Tensor,
-    target: Any = None,
-    additional_forward_args: Any = None,
-    *,
-    order: RoadOrder = "morf",
-    fractions: Sequence[float] = DEFAULT_FRACTIONS,
-    noise: float = DEFAULT_NOISE,
-    generator: int | torch.Generator = DEFAULT_SEED,
-    score: MetricScore = "probability",
-    tol: float | None = None,
-    max_iter: int | None = None,
-    max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
-    show_progress: bool = False,
-) -> PerturbationCurve:
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+        >>> x = torch.randn(2, 1, 4, 4, 4)
+        >>> curve = road_curve(model, x, x.abs(), fractions=(0.25, 0.5, 0.75))
+        >>> curve.x.tolist(), curve.scores.shape
+        ([0.25, 0.5, 0.75], torch.Size([2, 3]))
+    """
     _, xs, (curve,) = _road_scores(
         forward_func,
         inputs,
@@ -548,6 +565,106 @@ def road(
     max_examples_per_batch: int | None = DEFAULT_MAX_EXAMPLES_PER_BATCH,
     show_progress: bool = False,
 ) -> Tensor:
+    """ROAD per example: the mean change of the score as voxels are imputed.
+
+    With ``s(f)`` the score after removing the fraction ``f`` (:func:`road_curve`) and
+    ``s(0)`` the clean score, averaged over the fractions::
+
+        morf:     mean_f [s_morf(f) - s(0)]            (lower is better)
+        lerf:     mean_f [s_lerf(f) - s(0)]            (higher is better)
+        combined: (lerf - morf) / 2 = mean_f [s_lerf(f) - s_morf(f)] / 2   (higher is better)
+
+    These are pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
+    ``ROADLeastRelevantFirstAverage`` and ``ROADCombined`` (one value per example, with
+    their default percentiles 10, ..., 90), equal to them where the removal counts match
+    and the noise is off (see below). The paper plots the curves themselves, averaged over
+    the data set: :func:`road_curve` gives them per example. ``combined`` is computed in one
+    pass (the clean input is scored once for both orders).
+
+    Voxels are ranked by their attribution (summed over channels; all input channels of a
+    voxel are removed together), ties broken by position (the smaller flattened index
+    first). For each fraction ``f`` the ``floor(f * V)`` most relevant voxels (``"morf"``)
+    or least relevant voxels (``"lerf"``) of the ``V`` are removed and imputed by
+    :func:`noisy_linear_imputation`, and the model scores the imputed input. MoRF: a
+    faithful map makes the score fall fast (lower is better); LeRF: the score stays high
+    (higher is better). ROAD's point is that with this imputation the two orders rank
+    attribution methods consistently, where a constant or noise substrate lets the shape of
+    the mask itself carry class information.
+
+    The imputed inputs are built lazily, ``max_examples_per_batch`` at a time (the linear
+    systems of a chunk are solved together), and scored under ``torch.no_grad()``; one noise
+    field is drawn per call (see ``generator``), so a voxel gets the same noise at every
+    fraction and the result does not depend on ``max_examples_per_batch``.
+
+    Where this follows the authors' code (``road_evaluation``) and pytorch-grad-cam
+    (``pytorch_grad_cam/metrics/road.py``, which copies the authors' imputer), and where not:
+
+    - the imputation is theirs (same weights, same border rule, noise std 0.01); it is
+      written for 1 to 3 spatial dims (pytorch-grad-cam's is 2D only: on a volume it
+      indexes the flattened mask with two coordinates and returns NaN) and solved by
+      conjugate gradients on the inputs' device instead of SciPy's ``spsolve`` on the CPU.
+      Without noise the imputed images agree with theirs to the solver's tolerance.
+    - the noise comes from ``generator``, one field per call, not from torch's global
+      random state per image and fraction.
+    - ``floor(f * V)`` voxels are removed, ties broken by position. The authors' code
+      removes ``int(f * V)`` voxels after adding 1e-4 Gaussian noise to the min-max
+      normalised map (random tie-breaking) and, for LeRF, its ``th_p`` is the fraction
+      *kept* (it removes all but the ``int(th_p * V)`` most relevant voxels): its LeRF
+      point ``th_p`` is ``fraction = 1 - th_p`` here. pytorch-grad-cam thresholds at
+      ``np.percentile(map, p)`` and removes every voxel at or above it (``p`` is the
+      percentage *kept*, in both orders), which removes ``V - ceil(p / 100 * (V - 1))``
+      voxels, the same count as here whenever ``p / 100 * V`` is an integer (e.g. ``V`` a
+      multiple of 100 and ``p`` a multiple of 10).
+
+    References:
+        Rong, Leemann, Borisov, Kasneci, Kasneci. "A Consistent and Efficient Evaluation
+        Strategy for Attribution Methods". ICML 2022. arXiv:2202.00449.
+
+    Args:
+        forward_func: the model, called as ``forward_func(inputs, *additional_forward_args)``.
+            Its mode is left as it is (call ``model.eval()`` first).
+        inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, e.g. ``(N, C, D, H, W)``, in the
+            units the model takes (the noise is added in these units). Not modified.
+        attributions: ``(N, 1, *S)`` or ``(N, C, *S)`` at input resolution.
+        target: the class to score, as in Captum; None takes the class predicted on the
+            unperturbed input.
+        additional_forward_args: further model arguments, as in Captum; tensors whose first
+            dim is ``N`` follow their example.
+        fractions: the shares of voxels removed, each in ``[0, 1)`` (0 is the clean input);
+            default 0.1, 0.2, ..., 0.9 as in the paper and pytorch-grad-cam.
+        noise: std of the Gaussian noise added to the imputed voxels (default 0.01, the
+            authors'; 0 for none).
+        generator: an int seed (default 0) or a ``torch.Generator``, as in
+            :func:`noisy_linear_imputation`: a seed gives every example the same noise field
+            and repeats exactly whatever the batch.
+        score: ``"probability"`` (softmax of the target, the paper's average probability),
+            ``"logit"``, ``"sigmoid"`` (one label of a multi-label head) or ``"correct"``
+            (1 where the argmax equals the target: with ``target=labels`` its mean over the
+            data set is the paper's accuracy curve).
+        tol, max_iter: the conjugate gradient solver's, see :func:`noisy_linear_imputation`.
+        max_examples_per_batch: imputed inputs per forward pass (None: all at once). It
+            bounds memory; the number of fractions does not.
+        show_progress: a progress bar over the forward passes.
+        order: ``"combined"`` (default), ``"morf"`` or ``"lerf"``.
+
+    Returns:
+        ``(N,)``: one value per example, in the inputs' dtype.
+
+    Raises:
+        TypeError: inputs or attributions that are not floating tensors, fractions that are
+            not a sequence, a bad ``generator``.
+        ValueError: shapes that do not match (a layer-resolution map must be upsampled
+            first), a fraction outside ``[0, 1)``, an unknown ``order`` or ``score``, a
+            negative ``noise``, a target out of range.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+        >>> x = torch.randn(2, 1, 8, 8)
+        >>> road(model, x, x.abs()).shape
+        torch.Size([2])
+    """
     check_choice(order, "order", ("combined", "morf", "lerf"))
     orders: list[RoadOrder] = ["morf", "lerf"] if order == "combined" else [order]
     clean, _, curves = _road_scores(
@@ -570,75 +687,3 @@ def road(
     if order == "combined":
         return (changes[1] - changes[0]) / 2
     return changes[0]
-
-
-road_curve.__doc__ = (
-    """ROAD curve: the score as the most (or least) relevant voxels are imputed.
-"""
-    + _DOC_DEFINITION
-    + """
-    The authors' ``run_road`` returns, per fraction, the test accuracy and the average
-    softmax probability of the predicted class over the data set, for one order: here
-    ``curve.scores.mean(0)`` with ``score="correct", target=labels`` and with
-    ``score="probability"`` (``target=None``, the class predicted on the clean input),
-    for ``order="morf"`` and ``"lerf"``. ``curve.scores.mean(1)`` summarises a curve per
-    example (its area per unit of the fraction range, by the rectangle rule).
-
-    Args:"""
-    + _DOC_ARGS
-    + """        order: ``"morf"`` (most relevant removed first) or ``"lerf"``.
-
-    Returns:
-        ``PerturbationCurve(x, scores)``: ``x`` the fractions ``(T,)`` and ``scores``
-        ``(N, T)``.
-"""
-    + _DOC_RAISES
-    + """
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
-        >>> x = torch.randn(2, 1, 4, 4, 4)
-        >>> curve = road_curve(model, x, x.abs(), fractions=(0.25, 0.5, 0.75))
-        >>> curve.x.tolist(), curve.scores.shape
-        ([0.25, 0.5, 0.75], torch.Size([2, 3]))
-    """
-)
-
-road.__doc__ = (
-    """ROAD per example: the mean change of the score as voxels are imputed.
-
-    With ``s(f)`` the score after removing the fraction ``f`` (:func:`road_curve`) and
-    ``s(0)`` the clean score, averaged over the fractions::
-
-        morf:     mean_f [s_morf(f) - s(0)]            (lower is better)
-        lerf:     mean_f [s_lerf(f) - s(0)]            (higher is better)
-        combined: (lerf - morf) / 2 = mean_f [s_lerf(f) - s_morf(f)] / 2   (higher is better)
-
-    These are pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
-    ``ROADLeastRelevantFirstAverage`` and ``ROADCombined`` (one value per example, with
-    their default percentiles 10, ..., 90), equal to them where the removal counts match
-    and the noise is off (see below). The paper plots the curves themselves, averaged over
-    the data set: :func:`road_curve` gives them per example. ``combined`` is computed in one
-    pass (the clean input is scored once for both orders).
-"""
-    + _DOC_DEFINITION
-    + """
-    Args:"""
-    + _DOC_ARGS
-    + """        order: ``"combined"`` (default), ``"morf"`` or ``"lerf"``.
-
-    Returns:
-        ``(N,)``: one value per example, in the inputs' dtype.
-"""
-    + _DOC_RAISES
-    + """
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
-        >>> x = torch.randn(2, 1, 8, 8)
-        >>> road(model, x, x.abs()).shape
-        torch.Size([2])
-    """
-)
