@@ -91,11 +91,10 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         check_forward_and_layer(forward_func, layer, device_ids)
-        if fc_layer is not None:
-            check_fc_layer(fc_layer, _USE_THE_DEFINITION)
+        fc = None if fc_layer is None else check_fc_layer(fc_layer, _USE_THE_DEFINITION)
         LayerAttribution.__init__(self, forward_func, layer, device_ids)
         PerturbationAttribution.__init__(self, forward_func)
-        self.fc_layer = fc_layer
+        self.fc_layer = fc
         self.reshape_transform = check_reshape_transform(reshape_transform)
 
     @property

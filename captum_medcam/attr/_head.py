@@ -18,8 +18,8 @@ from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape
 __all__: list[str] = []
 
 
-def check_fc_layer(fc_layer: object, remedy: str) -> None:
-    """Refuse an ``fc_layer`` that is not an ``nn.Linear``.
+def check_fc_layer(fc_layer: object, remedy: str) -> nn.Linear:
+    """Return ``fc_layer`` if it is an ``nn.Linear``.
 
     Args:
         fc_layer: the value passed.
@@ -33,6 +33,7 @@ def check_fc_layer(fc_layer: object, remedy: str) -> None:
             f"fc_layer must be the torch.nn.Linear after global average pooling, got "
             f"{type(fc_layer).__name__}; {remedy}"
         )
+    return fc_layer
 
 
 def forward_with_head(
