@@ -3,25 +3,20 @@
 from captum_medcam.attr._crm import CRM, CRM3D
 from captum_medcam.attr._ensemble import EnsembleAttribution
 from captum_medcam.attr._fixations import CNNFixations
-from captum_medcam.attr._grad_cam import (
-    GradCAM3D,
-    GradCAMPlusPlus,
-    GradCAMPlusPlus3D,
-    GuidedGradCAM3D,
-    HiResCAM,
-    HiResCAM3D,
-    LayerCAM,
-    LayerCAM3D,
-    XGradCAM,
-    XGradCAM3D,
-)
+from captum_medcam.attr._grad_cam import GradCAM, GradCAM3D
+from captum_medcam.attr._grad_cam_plusplus import GradCAMPlusPlus, GradCAMPlusPlus3D
+from captum_medcam.attr._guided_grad_cam import GuidedGradCAM3D
+from captum_medcam.attr._hires_cam import HiResCAM, HiResCAM3D
+from captum_medcam.attr._layer_cam import LayerCAM, LayerCAM3D
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
+from captum_medcam.attr._xgrad_cam import XGradCAM, XGradCAM3D
 
 __all__ = [
     "CRM",
     "CRM3D",
     "CNNFixations",
     "EnsembleAttribution",
+    "GradCAM",
     "GradCAM3D",
     "GradCAMPlusPlus",
     "GradCAMPlusPlus3D",
