@@ -122,16 +122,28 @@ LAYER_CLASSES = [
     "XGradCAM3D",
     "CRM",
     "CRM3D",
+    "CAM",
+    "CAM3D",
+    "EigenCAM",
+    "EigenCAM3D",
+    "EigenGradCAM",
+    "EigenGradCAM3D",
+    "KPCACAM",
+    "KPCACAM3D",
+    "FEM",
+    "FEM3D",
 ]
 ATTRIBUTION_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
 
 
 def make_attribution(name: str, net: nn.Module, layer: nn.Module):
     """The class ``name`` of captum_medcam on ``net`` (and ``layer`` for layer methods); the
-    ensemble has two members on the same network."""
+    ensemble has two members on the same network; CAM gets the last ``nn.Linear``."""
     import captum_medcam
 
     cls = getattr(captum_medcam, name)
     if name == "EnsembleAttribution":
         return cls([captum_medcam.ScoreCAM(net, layer), captum_medcam.LayerCAM(net, layer)])
+    if name in ("CAM", "CAM3D"):  # the Linear after global average pooling
+        return cls(net, layer, fc_layer=[m for m in net.modules() if isinstance(m, nn.Linear)][-1])
     return cls(net) if name == "CNNFixations" else cls(net, layer)

@@ -17,15 +17,26 @@ first direction has entries of one sign, so the rule makes the whole map non-neg
 
 from __future__ import annotations
 
+from typing import Any, final
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
-from captum_medcam._core.checks import check_choice, check_finite_float
+from captum_medcam._core.checks import check_choice, check_finite_float, format_additional_args
+from captum_medcam._core.targets import per_sample_target
+from captum_medcam.attr._base import VOLUME, CAMBase
+from captum_medcam.attr._interop import captum_attribute
 
-__all__: list[str] = []
+__all__ = ["EigenCAM", "EigenCAM3D"]
 
 #: The kernels of KPCA-CAM (scikit-learn's names and formulas, as pytorch-grad-cam uses them).
 KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
+
+
+def _linalg_dtype(x: Tensor) -> Tensor:
+    """``x`` in float32 when its dtype has no SVD or eigh (float16, bfloat16)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()
 
 
 def _as_rows(x: Tensor, center: bool) -> Tensor:
@@ -81,10 +92,10 @@ def principal_component_map(x: Tensor, *, center: bool = False) -> Tensor:
         True
     """
     n, _, *spatial = x.shape
-    rows = _as_rows(x, center)
+    rows = _as_rows(_linalg_dtype(x), center)
     _, _, vh = torch.linalg.svd(rows, full_matrices=False)
     projection = rows @ vh[:, 0, :].unsqueeze(-1)  # (N, |S'|, 1)
-    return largest_entry_positive(projection.reshape(n, 1, *spatial))
+    return largest_entry_positive(projection.reshape(n, 1, *spatial)).to(x.dtype)
 
 
 def kernel_matrix(
@@ -175,11 +186,161 @@ def kernel_principal_component_map(
     check_finite_float(degree, "degree", low=0.0)
     check_finite_float(coef0, "coef0")
     n, _, *spatial = x.shape
-    rows = _as_rows(x, center)
+    rows = _as_rows(_linalg_dtype(x), center)
     gram = kernel_matrix(rows, kernel, gamma=gamma, degree=degree, coef0=coef0)
     gram = gram - gram.mean(1, keepdim=True)
     gram = gram - gram.mean(2, keepdim=True)
     gram = (gram + gram.transpose(1, 2)) / 2  # exactly symmetric for eigh
     values, vectors = torch.linalg.eigh(gram)
     projection = vectors[..., -1] * values[:, -1:].clamp_min(0).sqrt()
-    return largest_entry_positive(projection.reshape(n, 1, *spatial))
+    return largest_entry_positive(projection.reshape(n, 1, *spatial)).to(x.dtype)
+
+
+class EigenCAM(CAMBase):
+    r"""Eigen-CAM: the layer's activations projected on their first principal direction.
+
+    For each example, with ``X`` the ``(|S'|, K)`` matrix of the activations ``A``
+    ``(K, *S')`` (positions by channels) and ``v_1`` its first right singular vector::
+
+        L = Up(ReLU(X v_1))                  reshaped to (1, *S'); Up: linear / bilinear /
+                                             trilinear, align_corners=False
+
+    The map uses no gradient and no class: it shows what the layer responds to most,
+    whatever the prediction (class-agnostic). One forward pass, no backward; works under
+    ``torch.no_grad()`` and ``torch.inference_mode()``.
+
+    Defaults follow the paper's equations (Muhammad and Yeasin 2020, eq. 3-4): the SVD of the
+    activation matrix as it is. ``center=True`` first subtracts each channel's mean over the
+    positions, as pytorch-grad-cam's ``EigenCAM`` does (its comment: "otherwise the image
+    returned is negative", which is the sign ambiguity of the SVD). The sign of ``v_1`` is
+    fixed so that the map's entry of largest magnitude is positive (scikit-learn's
+    ``svd_flip`` rule; for non-negative activations without centring the whole map is then
+    non-negative); pytorch-grad-cam keeps LAPACK's sign, which flips its map for some
+    inputs. Other differences from pytorch-grad-cam: it always applies ReLU, min-max
+    normalises each map and resizes it with OpenCV (2D) or SciPy's spline ``zoom`` (3D),
+    computes in NumPy float32 on the CPU and replaces NaN activations by 0; here the map is
+    not normalised (a display step), resized by ``F.interpolate``, computed in the inputs'
+    dtype on their device, and NaN is not hidden. With ``center=True`` and the same
+    normalisation and resize, the maps agree with pytorch-grad-cam's to float32 rounding
+    wherever its sign agrees (the tests compare them).
+
+    Args:
+        forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
+        layer: the module whose output (or input) the map explains.
+        device_ids: as in Captum, for ``DataParallel`` models.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`).
+
+    References:
+        Muhammad, Yeasin. "Eigen-CAM: Class Activation Map using Principal Components".
+        IJCNN 2020. arXiv:2008.00299.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import EigenCAM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> maps = EigenCAM(model, model[1]).attribute(torch.randn(2, 1, 16, 16))
+        >>> maps.shape, bool((maps >= 0).all())
+        (torch.Size([2, 1, 16, 16]), True)
+    """
+
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        center: bool = False,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        align_corners: bool = False,
+    ) -> Tensor:
+        """Compute Eigen-CAM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D ``(N, C, D, H, W)`` for
+                :class:`EigenCAM3D`), floating point, a tensor or a MONAI ``MetaTensor``.
+            target: accepted, so that the method is called like every other (Captum's
+                ``NoiseTunnel`` and metrics, the evaluation pipeline, MONAI handlers pass
+                one), and checked against the model's output when given; the map does not
+                depend on it (class-agnostic; pytorch-grad-cam also takes and ignores it).
+            additional_forward_args: further arguments of the model, as in Captum.
+            center: subtract each channel's mean over the positions before the SVD
+                (pytorch-grad-cam); default False (the paper).
+            relu_attributions: apply ReLU to the map at layer resolution (default True, as
+                pytorch-grad-cam; without centring the map is non-negative anyway for
+                non-negative activations).
+            attribute_to_layer_input: use the layer's input instead of its output.
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``. Not taken by :class:`EigenCAM3D`.
+            interpolate_mode: ``None`` picks linear/bilinear/trilinear by the number of
+                spatial dims; ``"nearest"`` and ``"area"`` also work. Not taken by
+                :class:`EigenCAM3D` (always trilinear).
+            align_corners: passed to the linear interpolation. Not taken by
+                :class:`EigenCAM3D` (always False).
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')`` with ``upsample=False``) on the inputs'
+            device and dtype; a ``MetaTensor`` input gives a ``MetaTensor`` with its
+            metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a target or an option of the wrong type;
+                a model that returns a tuple or a dict; an output keyword passed to
+                :class:`EigenCAM3D`.
+            ValueError: wrong input dims, NaN/inf inputs, a target that does not fit the
+                model's output, a layer not reached by the forward pass, called twice in it
+                or with a tuple output, an interpolation mode that does not fit the number
+                of spatial dims.
+        """
+        output = self._output(upsample, interpolate_mode, align_corners)
+        x, mode = self._check_call(
+            inputs,
+            target,
+            output,
+            center=center,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
+        scores, acts = self._capture(
+            x,
+            format_additional_args(additional_forward_args),
+            attribute_to_layer_input=attribute_to_layer_input,
+            method="Eigen-CAM",
+        )
+        if target is not None:  # class-agnostic: a target is checked, then ignored
+            per_sample_target(target, x.shape[0], scores)
+        cam = principal_component_map(acts, center=center)
+        if relu_attributions:
+            cam = F.relu(cam)
+        return self._finish(cam, x, inputs, output, mode)
+
+
+@final
+class EigenCAM3D(EigenCAM):
+    r"""Eigen-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
+
+    :class:`EigenCAM` (see there for the formula and the sign rule) with 5-D input required
+    and the map always upsampled trilinearly to the input volume (``align_corners=False``);
+    ``upsample``, ``interpolate_mode`` and ``align_corners`` are fixed (passing one is a
+    ``TypeError``).
+
+    References:
+        Muhammad, Yeasin. "Eigen-CAM: Class Activation Map using Principal Components".
+        IJCNN 2020. arXiv:2008.00299.
+
+    Example:
+        >>> import torch
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam import EigenCAM3D
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> EigenCAM3D(net, net.layer4).attribute(torch.randn(2, 1, 32, 32, 32)).shape
+        torch.Size([2, 1, 32, 32, 32])
+    """
+
+    fixed_output = VOLUME
