@@ -1,4 +1,5 @@
-"""Eigen-CAM, EigenGrad-CAM and KPCA-CAM: the first principal component of a layer, 1D/2D/3D.
+"""Eigen-CAM for 1D, 2D and 3D inputs, ``EigenCAM3D``, and the principal-component math
+that EigenGrad-CAM (``_eigen_grad_cam.py``) and KPCA-CAM (``_kpca_cam.py``) share.
 
 Each example's layer tensor ``(K, *S')`` is read as a matrix ``X`` of ``|S'|`` positions
 (rows) by ``K`` channels (columns). The map is the projection of every position on the
