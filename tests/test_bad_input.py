@@ -268,12 +268,24 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
     "EigenCAM": (
         _attribute(cm.EigenCAM),
         GOOD,
-        {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND, "center": BAD_FLAG},
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            **GRAD_ND,
+            "center": BAD_FLAG,
+            "sign": bad_choice("channel_sum", "largest_entry"),
+        },
     ),
     "EigenGradCAM3D": (
         _attribute(cm.EigenGradCAM3D),
         GOOD,
-        {**METHOD_ARGS, **LAYER_ARGS, "center": BAD_FLAG, "relu_attributions": BAD_FLAG},
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            "center": BAD_FLAG,
+            "sign": bad_choice("channel_sum", "largest_entry"),
+            "relu_attributions": BAD_FLAG,
+        },
     ),
     "KPCACAM": (
         _attribute(cm.KPCACAM),
@@ -287,6 +299,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
             "degree": bad_float(low=0),
             "coef0": bad_float(),
             "center": BAD_FLAG,
+            "sign": bad_choice("channel_sum", "largest_entry"),
         },
     ),
     "FEM3D": (

@@ -8,12 +8,22 @@ gradient-times-activation matrix (EigenGrad-CAM). The math is in small functions
 hooks, written once for any number of spatial dims.
 
 Sign convention. A principal direction is defined up to its sign (``X = U S V^T`` and
-``(-U) S (-V)^T`` are both SVDs), and LAPACK picks either. Here the sign is fixed so that
-**the entry of largest magnitude of each map is positive** (the first such entry when
-several tie). This is scikit-learn's ``svd_flip`` rule, which its ``KernelPCA`` (hence
-pytorch-grad-cam's KPCA-CAM) applies, and the sign correction of Seg-Eigen-CAM (Chung and
-Ying 2025, eq. 13). For non-negative activations (after a ReLU) without centring, the
-first direction has entries of one sign, so the rule makes the whole map non-negative.
+``(-U) S (-V)^T`` are both SVDs), and LAPACK picks either; pytorch-grad-cam keeps LAPACK's
+choice, so its Eigen-CAM map is the other side of the component for some inputs. Two
+deterministic rules (``sign=``):
+
+- ``"channel_sum"`` (default): the map has a positive inner product with the channel sum
+  ``s(p) = sum_k X(p, k)`` of the matrix that is decomposed, so that positive means "more
+  of what the layer responds to" (for Eigen-CAM, the total activation; for EigenGrad-CAM,
+  HiResCAM's map ``sum_k g_k A_k``). For PCA this is the sign that makes the loadings
+  ``v_1`` sum to a positive number, since ``<X v_1, X 1> = s_1^2 sum(v_1)``. For non-negative
+  activations without centring the map is then non-negative. When the inner product is 0
+  to rounding (``s`` constant, or orthogonal to the component) the second rule decides.
+- ``"largest_entry"``: the map's entry of largest magnitude is positive (the first one on
+  ties): scikit-learn's ``svd_flip``, which its ``KernelPCA`` (hence pytorch-grad-cam's
+  KPCA-CAM) applies, and Seg-Eigen-CAM's sign correction (Chung and Ying 2025, eq. 13).
+  It is a numerical convention: on a ResNet-18's ``layer4`` (random weights, 224^2
+  inputs) the centred Eigen-CAM map it gives correlates at -0.99 with the total activation.
 """
 
 from __future__ import annotations
@@ -33,6 +43,8 @@ __all__ = ["EigenCAM", "EigenCAM3D"]
 
 #: The kernels of KPCA-CAM (scikit-learn's names and formulas, as pytorch-grad-cam uses them).
 KERNELS = ("linear", "poly", "rbf", "sigmoid", "cosine")
+#: How the sign of a principal component is fixed (see the module's docstring).
+SIGN_RULES = ("channel_sum", "largest_entry")
 
 
 def _linalg_dtype(x: Tensor) -> Tensor:
@@ -55,10 +67,10 @@ def largest_entry_positive(maps: Tensor) -> Tensor:
     PyTorch's ``argmax`` do (scikit-learn's ``svd_flip``). A map that is all zero stays zero.
 
     Args:
-        maps: ``(N, 1, *S')``.
+        maps: ``(N, *S')``, one map per example, any number of dims after the first.
 
     Returns:
-        ``(N, 1, *S')``, each map multiplied by +1 or -1.
+        Each map multiplied by +1 or -1, the shape of ``maps``.
     """
     flat = maps.flatten(1)
     peak = flat.gather(1, flat.abs().argmax(1, keepdim=True))
@@ -66,13 +78,37 @@ def largest_entry_positive(maps: Tensor) -> Tensor:
     return maps * sign.view(-1, *([1] * (maps.dim() - 1)))
 
 
-def principal_component_map(x: Tensor, *, center: bool = False) -> Tensor:
+def orient(projection: Tensor, rows: Tensor, sign: str = "channel_sum") -> Tensor:
+    """Fix the sign of each example's principal component by one of :data:`SIGN_RULES`.
+
+    Args:
+        projection: ``(N, P)``, each example's component over its ``P`` positions.
+        rows: ``(N, P, K)``, the matrix that was decomposed (centred when it was).
+        sign: ``"channel_sum"`` or ``"largest_entry"`` (see the module's docstring).
+
+    Returns:
+        ``(N, P)``, each example's ``projection`` or its negative.
+    """
+    check_choice(sign, "sign", SIGN_RULES)
+    by_largest = largest_entry_positive(projection)
+    if sign == "largest_entry":
+        return by_largest
+    channel_sum = rows.sum(-1)
+    inner = (projection * channel_sum).sum(1, keepdim=True)
+    scale = projection.norm(dim=1, keepdim=True) * channel_sum.norm(dim=1, keepdim=True)
+    decided = inner.abs() > torch.finfo(projection.dtype).eps ** 0.5 * scale
+    return torch.where(decided, projection * torch.where(inner < 0, -1.0, 1.0), by_largest)
+
+
+def principal_component_map(
+    x: Tensor, *, center: bool = False, sign: str = "channel_sum"
+) -> Tensor:
     r"""The projection of each position on the first principal direction of the layer.
 
     With ``X`` the ``(|S'|, K)`` matrix of one example (positions by channels) and
     ``X = U S V^T`` its SVD, the map is ``X v_1 = s_1 u_1`` (Muhammad and Yeasin 2020,
     eq. 4: the projection on the first right singular vector), with the sign fixed by
-    :func:`largest_entry_positive`. ``center=True`` first subtracts each channel's mean
+    :func:`orient`. ``center=True`` first subtracts each channel's mean
     over positions, as pytorch-grad-cam's ``get_2d_projection`` does; the map then sums to
     zero over positions.
 
@@ -80,6 +116,7 @@ def principal_component_map(x: Tensor, *, center: bool = False) -> Tensor:
         x: ``(N, K, *S')`` activations (Eigen-CAM) or gradients times activations
             (EigenGrad-CAM), 1 to 3 spatial dims.
         center: centre each channel over positions before the SVD.
+        sign: ``"channel_sum"`` (default) or ``"largest_entry"``, see :func:`orient`.
 
     Returns:
         ``(N, 1, *S')`` in the dtype of ``x``.
@@ -95,8 +132,8 @@ def principal_component_map(x: Tensor, *, center: bool = False) -> Tensor:
     n, _, *spatial = x.shape
     rows = _as_rows(_linalg_dtype(x), center)
     _, _, vh = torch.linalg.svd(rows, full_matrices=False)
-    projection = rows @ vh[:, 0, :].unsqueeze(-1)  # (N, |S'|, 1)
-    return largest_entry_positive(projection.reshape(n, 1, *spatial)).to(x.dtype)
+    projection = (rows @ vh[:, 0, :].unsqueeze(-1)).squeeze(-1)  # (N, |S'|)
+    return orient(projection, rows, sign).reshape(n, 1, *spatial).to(x.dtype)
 
 
 def kernel_matrix(
@@ -151,6 +188,7 @@ def kernel_principal_component_map(
     degree: float = 3.0,
     coef0: float = 1.0,
     center: bool = True,
+    sign: str = "channel_sum",
 ) -> Tensor:
     r"""The first kernel principal component of the positions (KPCA-CAM).
 
@@ -163,8 +201,10 @@ def kernel_principal_component_map(
         map         = sqrt(max(lambda_1, 0)) alpha_1
 
     which is ``KernelPCA.fit_transform``'s first column, with the sign fixed by
-    :func:`largest_entry_positive` (scikit-learn's ``svd_flip``, the same rule). With the
-    linear kernel the map equals :func:`principal_component_map` with ``center=True``.
+    :func:`orient`: ``sign="largest_entry"`` is scikit-learn's ``svd_flip``, so that the map
+    is pytorch-grad-cam's exactly; the default ``"channel_sum"`` makes the map agree with
+    the channel sum of the (centred) activations. With the linear kernel the map equals
+    :func:`principal_component_map` with ``center=True`` (and the same ``sign``).
 
     Memory and time grow as ``P^2`` and ``P^3`` per example (a ``P x P`` kernel and its
     eigendecomposition), which is small for the last block of a CNN (``P = 8`` to ``512``).
@@ -177,6 +217,7 @@ def kernel_principal_component_map(
         degree, coef0: of the poly and sigmoid kernels (scikit-learn's defaults 3 and 1,
             which pytorch-grad-cam keeps).
         center: centre each channel over positions before the kernel.
+        sign: ``"channel_sum"`` (default) or ``"largest_entry"``, see :func:`orient`.
 
     Returns:
         ``(N, 1, *S')`` in the dtype of ``x``.
@@ -194,7 +235,7 @@ def kernel_principal_component_map(
     gram = (gram + gram.transpose(1, 2)) / 2  # exactly symmetric for eigh
     values, vectors = torch.linalg.eigh(gram)
     projection = vectors[..., -1] * values[:, -1:].clamp_min(0).sqrt()
-    return largest_entry_positive(projection.reshape(n, 1, *spatial)).to(x.dtype)
+    return orient(projection, rows, sign).reshape(n, 1, *spatial).to(x.dtype)
 
 
 class EigenCAM(CAMBase):
@@ -214,10 +255,13 @@ class EigenCAM(CAMBase):
     activation matrix as it is. ``center=True`` first subtracts each channel's mean over the
     positions, as pytorch-grad-cam's ``EigenCAM`` does (its comment: "otherwise the image
     returned is negative", which is the sign ambiguity of the SVD). The sign of ``v_1`` is
-    fixed so that the map's entry of largest magnitude is positive (scikit-learn's
-    ``svd_flip`` rule; for non-negative activations without centring the whole map is then
-    non-negative); pytorch-grad-cam keeps LAPACK's sign, which flips its map for some
-    inputs. Other differences from pytorch-grad-cam: it always applies ReLU, min-max
+    fixed so that the map agrees with the channel sum of the activations (``sign=
+    "channel_sum"``: positive where the layer responds more; for non-negative activations
+    without centring the whole map is then non-negative); ``sign="largest_entry"`` makes
+    the map's largest entry positive instead (scikit-learn's ``svd_flip``, Seg-Eigen-CAM's
+    correction). pytorch-grad-cam keeps LAPACK's sign, so after its ReLU its map is the
+    other side of the component for some inputs. Other differences from pytorch-grad-cam:
+    it always applies ReLU, min-max
     normalises each map and resizes it with OpenCV (2D) or SciPy's spline ``zoom`` (3D),
     computes in NumPy float32 on the CPU and replaces NaN activations by 0; here the map is
     not normalised (a display step), resized by ``F.interpolate``, computed in the inputs'
@@ -255,6 +299,7 @@ class EigenCAM(CAMBase):
         additional_forward_args: Any = None,
         *,
         center: bool = False,
+        sign: str = "channel_sum",
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
@@ -273,6 +318,9 @@ class EigenCAM(CAMBase):
             additional_forward_args: further arguments of the model, as in Captum.
             center: subtract each channel's mean over the positions before the SVD
                 (pytorch-grad-cam); default False (the paper).
+            sign: how the component's sign is fixed: ``"channel_sum"`` (default; the map
+                agrees with the channel sum of the activations) or ``"largest_entry"``
+                (the map's largest entry is positive).
             relu_attributions: apply ReLU to the map at layer resolution (default True, as
                 pytorch-grad-cam; without centring the map is non-negative anyway for
                 non-negative activations).
@@ -294,11 +342,12 @@ class EigenCAM(CAMBase):
             TypeError: inputs not a floating tensor; a target or an option of the wrong type;
                 a model that returns a tuple or a dict; an output keyword passed to
                 :class:`EigenCAM3D`.
-            ValueError: wrong input dims, NaN/inf inputs, a target that does not fit the
-                model's output, a layer not reached by the forward pass, called twice in it
-                or with a tuple output, an interpolation mode that does not fit the number
-                of spatial dims.
+            ValueError: an unknown sign rule; wrong input dims, NaN/inf inputs, a target
+                that does not fit the model's output, a layer not reached by the forward
+                pass, called twice in it or with a tuple output, an interpolation mode that
+                does not fit the number of spatial dims.
         """
+        check_choice(sign, "sign", SIGN_RULES)
         output = self._output(upsample, interpolate_mode, align_corners)
         x, mode = self._check_call(
             inputs,
@@ -316,7 +365,7 @@ class EigenCAM(CAMBase):
         )
         if target is not None:  # class-agnostic: a target is checked, then ignored
             per_sample_target(target, x.shape[0], scores)
-        cam = principal_component_map(acts, center=center)
+        cam = principal_component_map(acts, center=center, sign=sign)
         if relu_attributions:
             cam = F.relu(cam)
         return self._finish(cam, x, inputs, output, mode)

@@ -8,9 +8,9 @@ import torch.nn.functional as F
 from captum.attr import GradientAttribution
 from torch import Tensor
 
-from captum_medcam._core.checks import format_additional_args
+from captum_medcam._core.checks import check_choice, format_additional_args
 from captum_medcam.attr._base import VOLUME, CAMBase
-from captum_medcam.attr._eigen_cam import principal_component_map
+from captum_medcam.attr._eigen_cam import SIGN_RULES, principal_component_map
 from captum_medcam.attr._gradient import layer_gradients
 from captum_medcam.attr._interop import captum_attribute
 
@@ -31,9 +31,11 @@ class EigenGradCAM(CAMBase, GradientAttribution):
     activations, so the map depends on the class. The method is pytorch-grad-cam's
     ``EigenGradCAM`` (it has no paper of its own). As in :class:`EigenCAM`, the default
     projects the matrix as it is (Eigen-CAM's equations) and ``center=True`` subtracts each
-    channel's mean first, as pytorch-grad-cam does; the sign is fixed so that the map's
-    entry of largest magnitude is positive, where pytorch-grad-cam keeps LAPACK's sign. The
-    other differences from pytorch-grad-cam are those listed in :class:`EigenCAM`.
+    channel's mean first, as pytorch-grad-cam does. The sign is fixed so that the map
+    agrees with the channel sum of ``g * A``, which is HiResCAM's map (``sign=
+    "channel_sum"``), or so that its largest entry is positive (``"largest_entry"``), where
+    pytorch-grad-cam keeps LAPACK's sign. The other differences from pytorch-grad-cam are
+    those listed in :class:`EigenCAM`.
 
     One forward pass and the gradient of the target scores with respect to the layer only;
     works under ``torch.no_grad()``.
@@ -68,6 +70,7 @@ class EigenGradCAM(CAMBase, GradientAttribution):
         additional_forward_args: Any = None,
         *,
         center: bool = False,
+        sign: str = "channel_sum",
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
@@ -85,6 +88,9 @@ class EigenGradCAM(CAMBase, GradientAttribution):
             additional_forward_args: further arguments of the model, as in Captum.
             center: subtract each channel's mean over the positions before the SVD
                 (pytorch-grad-cam); default False (Eigen-CAM's equations).
+            sign: how the component's sign is fixed: ``"channel_sum"`` (default; the map
+                agrees with HiResCAM's ``sum_k g_k A_k``) or ``"largest_entry"`` (the map's
+                largest entry is positive).
             relu_attributions: apply ReLU to the map at layer resolution (default True, as
                 pytorch-grad-cam).
             attribute_to_layer_input: use the layer's input instead of its output.
@@ -105,12 +111,13 @@ class EigenGradCAM(CAMBase, GradientAttribution):
             TypeError: inputs not a floating tensor; a target or an option of the wrong type;
                 a model that returns a tuple or a dict; an output keyword passed to
                 :class:`EigenGradCAM3D`.
-            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
-                reached by the forward pass, called twice in it, with a tuple output or not
-                on the path to the output, an interpolation mode that does not fit the
-                number of spatial dims.
+            ValueError: an unknown sign rule; wrong input dims, NaN/inf inputs, a target out
+                of range, a layer not reached by the forward pass, called twice in it, with
+                a tuple output or not on the path to the output, an interpolation mode that
+                does not fit the number of spatial dims.
             RuntimeError: called under ``torch.inference_mode()``.
         """
+        check_choice(sign, "sign", SIGN_RULES)
         output = self._output(upsample, interpolate_mode, align_corners)
         x, mode = self._check_call(
             inputs,
@@ -131,7 +138,7 @@ class EigenGradCAM(CAMBase, GradientAttribution):
             reshape_transform=self.reshape_transform,
         )
         self._check_activations(acts, x, "EigenGrad-CAM")
-        cam = principal_component_map(grads * acts, center=center)
+        cam = principal_component_map(grads * acts, center=center, sign=sign)
         if relu_attributions:
             cam = F.relu(cam)
         return self._finish(cam, x, inputs, output, mode)

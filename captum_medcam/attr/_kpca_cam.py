@@ -10,7 +10,7 @@ from torch import Tensor
 from captum_medcam._core.checks import check_choice, check_finite_float, format_additional_args
 from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase
-from captum_medcam.attr._eigen_cam import KERNELS, kernel_principal_component_map
+from captum_medcam.attr._eigen_cam import KERNELS, SIGN_RULES, kernel_principal_component_map
 from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["KPCACAM", "KPCACAM3D"]
@@ -33,9 +33,12 @@ class KPCACAM(CAMBase):
     default, as pytorch-grad-cam) and ``"cosine"``. With the linear kernel the map is
     :class:`EigenCAM`'s with ``center=True``. Class-agnostic: no gradient, no class.
 
-    The defaults reproduce pytorch-grad-cam 1.5.7 (kernel ``"sigmoid"``, ``gamma=None``,
-    ``degree=3``, ``coef0=1``, channels centred first), sign included: scikit-learn makes the
-    entry of largest magnitude positive (``svd_flip``) and so does this class. Differences:
+    The defaults follow pytorch-grad-cam 1.5.7 (kernel ``"sigmoid"``, ``gamma=None``,
+    ``degree=3``, ``coef0=1``, channels centred first) except for the sign: scikit-learn
+    makes the entry of largest magnitude positive (``svd_flip``), a numerical convention;
+    here the map agrees with the channel sum of the activations by default (positive where
+    the layer responds more, see :class:`EigenCAM`), and ``sign="largest_entry"`` gives
+    scikit-learn's sign, hence pytorch-grad-cam's map exactly. Other differences:
     the eigendecomposition is ``torch.linalg.eigh`` in the inputs' dtype on their device
     (scikit-learn uses NumPy on the CPU, and ARPACK from a random start above 200
     positions, which finds the same component); the map is not min-max normalised and is
@@ -76,6 +79,7 @@ class KPCACAM(CAMBase):
         degree: float = 3.0,
         coef0: float = 1.0,
         center: bool = True,
+        sign: str = "channel_sum",
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
@@ -100,6 +104,9 @@ class KPCACAM(CAMBase):
             coef0: constant of the poly and sigmoid kernels (default 1).
             center: subtract each channel's mean over the positions before the kernel
                 (default True, as pytorch-grad-cam).
+            sign: how the component's sign is fixed: ``"channel_sum"`` (default; the map
+                agrees with the channel sum of the activations) or ``"largest_entry"``
+                (scikit-learn's and pytorch-grad-cam's).
             relu_attributions: apply ReLU to the map at layer resolution (default True, as
                 pytorch-grad-cam).
             attribute_to_layer_input: use the layer's input instead of its output.
@@ -120,12 +127,14 @@ class KPCACAM(CAMBase):
             TypeError: inputs not a floating tensor; a target or an option of the wrong type;
                 a model that returns a tuple or a dict; an output keyword passed to
                 :class:`KPCACAM3D`.
-            ValueError: an unknown kernel, a negative ``gamma`` or ``degree``; wrong input
-                dims, NaN/inf inputs, a target that does not fit the model's output, a layer
-                not reached by the forward pass, called twice in it or with a tuple output,
-                an interpolation mode that does not fit the number of spatial dims.
+            ValueError: an unknown kernel or sign rule, a negative ``gamma`` or ``degree``;
+                wrong input dims, NaN/inf inputs, a target that does not fit the model's
+                output, a layer not reached by the forward pass, called twice in it or with
+                a tuple output, an interpolation mode that does not fit the number of
+                spatial dims.
         """
         check_choice(kernel, "kernel", KERNELS)
+        check_choice(sign, "sign", SIGN_RULES)
         if gamma is not None:
             check_finite_float(gamma, "gamma", low=0.0)
         check_finite_float(degree, "degree", low=0.0)
@@ -148,7 +157,7 @@ class KPCACAM(CAMBase):
         if target is not None:  # class-agnostic: a target is checked, then ignored
             per_sample_target(target, x.shape[0], scores)
         cam = kernel_principal_component_map(
-            acts, kernel, gamma=gamma, degree=degree, coef0=coef0, center=center
+            acts, kernel, gamma=gamma, degree=degree, coef0=coef0, center=center, sign=sign
         )
         if relu_attributions:
             cam = F.relu(cam)
