@@ -261,11 +261,11 @@ class EigenCAM(CAMBase):
     the map's largest entry positive instead (scikit-learn's ``svd_flip``, Seg-Eigen-CAM's
     correction). pytorch-grad-cam keeps LAPACK's sign, so after its ReLU its map is the
     other side of the component for some inputs. Other differences from pytorch-grad-cam:
-    it always applies ReLU, min-max
-    normalises each map and resizes it with OpenCV (2D) or SciPy's spline ``zoom`` (3D),
-    computes in NumPy float32 on the CPU and replaces NaN activations by 0; here the map is
-    not normalised (a display step), resized by ``F.interpolate``, computed in the inputs'
-    dtype on their device, and NaN is not hidden. With ``center=True`` and the same
+    it always applies ReLU, min-max normalises each map and resizes it with OpenCV (2D) or
+    SciPy's spline ``zoom`` (3D), computes in NumPy on the CPU, returns float32 and replaces
+    NaN activations by 0; here the map is not normalised (a display step), resized by
+    ``F.interpolate``, computed in the inputs' dtype on their device, and NaN is not
+    hidden. With ``center=True`` and the same
     normalisation and resize, the maps agree with pytorch-grad-cam's to float32 rounding
     wherever its sign agrees (the tests compare them).
 
