@@ -10,9 +10,19 @@ from importlib.metadata import PackageNotFoundError, version
 from captum_medcam import attr, data, metrics, reshapes, visualization
 from captum_medcam._core.engine import PerturbationOptions, perturbation_options
 from captum_medcam.attr import (
+    CAM,
+    CAM3D,
     CRM,
     CRM3D,
+    FEM,
+    FEM3D,
+    KPCACAM,
+    KPCACAM3D,
     CNNFixations,
+    EigenCAM,
+    EigenCAM3D,
+    EigenGradCAM,
+    EigenGradCAM3D,
     EnsembleAttribution,
     FinerCAM,
     FinerCAM3D,
@@ -47,9 +57,19 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 __all__ = [
+    "CAM",
+    "CAM3D",
     "CRM",
     "CRM3D",
+    "FEM",
+    "FEM3D",
+    "KPCACAM",
+    "KPCACAM3D",
     "CNNFixations",
+    "EigenCAM",
+    "EigenCAM3D",
+    "EigenGradCAM",
+    "EigenGradCAM3D",
     "EnsembleAttribution",
     "EvaluationResult",
     "FinerCAM",

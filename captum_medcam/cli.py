@@ -86,7 +86,8 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
     )
     group.add_argument(
         "--fc-layer",
-        help="dotted name of the Linear after global pooling (CRM's exact fast path), e.g. fc",
+        help="dotted name of the Linear after global pooling (CRM's exact fast path; needed "
+        "by cam), e.g. fc",
     )
     group.add_argument(
         "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)"

@@ -168,6 +168,22 @@ def _crm(
     return CRM(model, layer, fc_layer=fc_layer), {"perturbations_per_eval": perturbations_per_eval}
 
 
+def _class_cam(
+    model: nn.Module, layer: nn.Module, *, fc_layer: nn.Module | None, **_: Any
+) -> tuple[Any, dict[str, Any]]:
+    from captum_medcam.attr import CAM
+
+    if fc_layer is None:
+        raise ValueError(_CAM_NEEDS_FC)
+    return CAM(model, layer, fc_layer=fc_layer), {}  # type: ignore[arg-type]  # checked there
+
+
+_CAM_NEEDS_FC = (
+    "method 'cam' weights the layer by the Linear after global average pooling: name it "
+    "with --fc-layer (e.g. fc for a MONAI ResNet)"
+)
+
+
 class _GradientInputs:
     """A Captum input-gradient method, called on a copy of the inputs that requires grad.
 
@@ -251,6 +267,19 @@ METHODS: dict[str, _MethodSpec] = {
     ),
     "guided_gradcam": _MethodSpec("Guided Grad-CAM (Selvaraju et al. 2017)", True, _guided_gradcam),
     "crm": _MethodSpec("CRM, class-selective relevance mapping (Kim et al. 2019)", True, _crm),
+    "cam": _MethodSpec(
+        "CAM (Zhou et al. 2016), GAP -> Linear heads; needs --fc-layer", True, _class_cam
+    ),
+    "eigencam": _MethodSpec(
+        "Eigen-CAM (Muhammad and Yeasin 2020), class-agnostic", True, _cam("EigenCAM")
+    ),
+    "eigengradcam": _MethodSpec(
+        "EigenGrad-CAM (pytorch-grad-cam), gradients x activations", True, _cam("EigenGradCAM")
+    ),
+    "kpcacam": _MethodSpec(
+        "KPCA-CAM (Karmani et al. 2024), sigmoid kernel, class-agnostic", True, _cam("KPCACAM")
+    ),
+    "fem": _MethodSpec("FEM (Fuad et al. 2020), k = 2, class-agnostic", True, _cam("FEM")),
     "cnn_fixations": _MethodSpec(
         "CNN Fixations (Mopuri et al. 2019), plain conv chains", False, _fixations
     ),
@@ -439,6 +468,8 @@ class EvaluationConfig:
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.aopc_grid is not None and self.aopc_grid < 1:
             raise ValueError(f"aopc_grid must be a positive int, got {self.aopc_grid!r}")
+        if "cam" in methods and not self.fc_layer:
+            raise ValueError(_CAM_NEEDS_FC)
         if any(METHODS[m].needs_layer for m in methods) and not self.layer:
             needing = [m for m in methods if METHODS[m].needs_layer]
             raise ValueError(

@@ -130,6 +130,16 @@ LAYER_CLASSES = [
     "FinerCAM3D",
     "SmoothGradCAMPlusPlus",
     "SmoothGradCAMPlusPlus3D",
+    "CAM",
+    "CAM3D",
+    "EigenCAM",
+    "EigenCAM3D",
+    "EigenGradCAM",
+    "EigenGradCAM3D",
+    "KPCACAM",
+    "KPCACAM3D",
+    "FEM",
+    "FEM3D",
 ]
 #: Methods that explain the model, not a layer (constructed with the model alone).
 MODEL_CLASSES = ["CNNFixations", "FullGrad", "FullGrad3D"]
@@ -138,10 +148,12 @@ ATTRIBUTION_CLASSES = [*LAYER_CLASSES, *MODEL_CLASSES, "EnsembleAttribution"]
 
 def make_attribution(name: str, net: nn.Module, layer: nn.Module):
     """The class ``name`` of captum_medcam on ``net`` (and ``layer`` for layer methods); the
-    ensemble has two members on the same network."""
+    ensemble has two members on the same network; CAM gets the last ``nn.Linear``."""
     import captum_medcam
 
     cls = getattr(captum_medcam, name)
     if name == "EnsembleAttribution":
         return cls([captum_medcam.ScoreCAM(net, layer), captum_medcam.LayerCAM(net, layer)])
+    if name in ("CAM", "CAM3D"):  # the Linear after global average pooling
+        return cls(net, layer, fc_layer=[m for m in net.modules() if isinstance(m, nn.Linear)][-1])
     return cls(net) if name in MODEL_CLASSES else cls(net, layer)

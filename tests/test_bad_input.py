@@ -253,6 +253,66 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
     "LayerCAM": (_attribute(cm.LayerCAM), GOOD, {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND}),
     "HiResCAM3D": (_attribute(cm.HiResCAM3D), GOOD, {**METHOD_ARGS, **LAYER_ARGS}),
     "XGradCAM": (_attribute(cm.XGradCAM), GOOD, {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND}),
+    "CAM": (
+        lambda forward_func=MODEL, layer=MODEL[4], device_ids=None, fc_layer=MODEL[7], **kw: cm.CAM(
+            forward_func, layer, device_ids, fc_layer=fc_layer
+        ).attribute(**kw),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **{k: v for k, v in LAYER_ARGS.items() if k != "attribute_to_layer_input"},
+            **GRAD_ND,
+            "fc_layer": st.sampled_from([MODEL[3], MODEL[4], "fc", None]),
+        },
+    ),
+    "EigenCAM": (
+        _attribute(cm.EigenCAM),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            **GRAD_ND,
+            "center": BAD_FLAG,
+            "sign": bad_choice("channel_sum", "largest_entry"),
+        },
+    ),
+    "EigenGradCAM3D": (
+        _attribute(cm.EigenGradCAM3D),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            "center": BAD_FLAG,
+            "sign": bad_choice("channel_sum", "largest_entry"),
+            "relu_attributions": BAD_FLAG,
+        },
+    ),
+    "KPCACAM": (
+        _attribute(cm.KPCACAM),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            **GRAD_ND,
+            "kernel": bad_choice("linear", "poly", "rbf", "sigmoid", "cosine"),
+            "gamma": bad_float(low=0),
+            "degree": bad_float(low=0),
+            "coef0": bad_float(),
+            "center": BAD_FLAG,
+            "sign": bad_choice("channel_sum", "largest_entry"),
+        },
+    ),
+    "FEM3D": (
+        _attribute(cm.FEM3D),
+        GOOD,
+        {
+            **METHOD_ARGS,
+            **LAYER_ARGS,
+            "k": st.one_of(bad_float(low=0), st.floats(min_value=math.sqrt(63), max_value=1e6)),
+            "variant": bad_choice("paper", "pytorch-grad-cam"),
+            "relu_attributions": BAD_FLAG,
+        },
+    ),
     "GradCAMElementWise3D": (
         _attribute(cm.GradCAMElementWise3D),
         GOOD,

@@ -147,6 +147,8 @@ def test_grid_labels_and_config_errors():
         EvaluationConfig(methods=("scorecam",))
     with pytest.raises(ValueError, match="score must be"):
         EvaluationConfig(methods=("random",), score="prob")
+    with pytest.raises(ValueError, match=r"method 'cam' .* --fc-layer"):
+        EvaluationConfig(methods=("cam",), layer="layer4")
 
 
 @pytest.mark.parametrize("name", sorted(METHODS))
@@ -155,7 +157,8 @@ def test_every_method_builds_and_runs(name):
     plain chain) and gives a map with the input's spatial shape; the model is untouched."""
     model = small_cnn(3, in_channels=1)
     before = model_state(model)
-    config = EvaluationConfig(methods=(name,), layer="4", fc_layer="7" if name == "crm" else None)
+    fc_layer = "7" if name in ("crm", "cam") else None
+    config = EvaluationConfig(methods=(name,), layer="4", fc_layer=fc_layer)
     attribution, kwargs = build_method(name, model, config, spatial_dims=3)
     from captum_medcam.evaluation import attribute_batch
 

@@ -1,7 +1,11 @@
 """Attribution methods: Captum ``Attribution`` subclasses for 1D, 2D and 3D inputs."""
 
+from captum_medcam.attr._class_activation_map import CAM, CAM3D
 from captum_medcam.attr._crm import CRM, CRM3D
+from captum_medcam.attr._eigen_cam import EigenCAM, EigenCAM3D
+from captum_medcam.attr._eigen_grad_cam import EigenGradCAM, EigenGradCAM3D
 from captum_medcam.attr._ensemble import EnsembleAttribution
+from captum_medcam.attr._fem import FEM, FEM3D
 from captum_medcam.attr._finer_cam import FinerCAM, FinerCAM3D
 from captum_medcam.attr._fixations import CNNFixations
 from captum_medcam.attr._full_grad import FullGrad, FullGrad3D
@@ -10,6 +14,7 @@ from captum_medcam.attr._grad_cam_elementwise import GradCAMElementWise, GradCAM
 from captum_medcam.attr._grad_cam_plusplus import GradCAMPlusPlus, GradCAMPlusPlus3D
 from captum_medcam.attr._guided_grad_cam import GuidedGradCAM3D
 from captum_medcam.attr._hires_cam import HiResCAM, HiResCAM3D
+from captum_medcam.attr._kpca_cam import KPCACAM, KPCACAM3D
 from captum_medcam.attr._layer_cam import LayerCAM, LayerCAM3D
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
 from captum_medcam.attr._shapley_cam import ShapleyCAM, ShapleyCAM3D
@@ -17,9 +22,19 @@ from captum_medcam.attr._smooth_grad_cam import SmoothGradCAMPlusPlus, SmoothGra
 from captum_medcam.attr._xgrad_cam import XGradCAM, XGradCAM3D
 
 __all__ = [
+    "CAM",
+    "CAM3D",
     "CRM",
     "CRM3D",
+    "FEM",
+    "FEM3D",
+    "KPCACAM",
+    "KPCACAM3D",
     "CNNFixations",
+    "EigenCAM",
+    "EigenCAM3D",
+    "EigenGradCAM",
+    "EigenGradCAM3D",
     "EnsembleAttribution",
     "FinerCAM",
     "FinerCAM3D",

@@ -18,6 +18,7 @@ from captum_medcam._core.checks import (
 from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
+from captum_medcam.attr._head import check_fc_layer, check_gap_linear_head, forward_with_head
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import (
@@ -66,11 +67,8 @@ def _activation_baseline(baselines: float | Tensor, acts: Tensor) -> Tensor:
     )
 
 
-def _close(a: Tensor, b: Tensor) -> bool:
-    """``a == b`` up to rounding of ``a``'s dtype (relative to ``b``'s largest entry)."""
-    tol = 10 * torch.finfo(a.dtype).eps ** 0.5
-    scale = float(b.abs().max()) if b.numel() else 0.0
-    return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tol, atol=tol * max(scale, 1e-12)))
+#: How to avoid the fast path's head checks, appended to their messages.
+_USE_THE_DEFINITION = "Pass fc_layer=None to use the definition (any head)"
 
 
 class CRM(CAMBase, PerturbationAttribution):
@@ -152,12 +150,7 @@ class CRM(CAMBase, PerturbationAttribution):
         reshape_transform: ReshapeTransform | None = None,
     ) -> None:
         super().__init__(forward_func, layer, device_ids, reshape_transform=reshape_transform)
-        if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
-            raise TypeError(
-                f"fc_layer must be the torch.nn.Linear after global average pooling, got "
-                f"{type(fc_layer).__name__}; pass fc_layer=None to use the definition (any head)"
-            )
-        self.fc_layer = fc_layer
+        self.fc_layer = None if fc_layer is None else check_fc_layer(fc_layer, _USE_THE_DEFINITION)
 
     @captum_attribute
     def attribute(
@@ -265,49 +258,22 @@ class CRM(CAMBase, PerturbationAttribution):
     def _capture_with_head(self, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, Tensor, Tensor]:
         """One forward that captures the layer's output and the input of ``fc_layer``."""
         assert self.fc_layer is not None  # only called on the fast path
-        fc = self.fc_layer
-        seen: list[Tensor] = []
-
-        def forward(inp: Tensor, *rest: Any) -> Tensor:
-            out, fc_input = forward_with_capture(
-                self.forward_func, fc, inp, rest, attribute_to_layer_input=True
-            )
-            seen.append(fc_input)
-            return out
-
-        output, acts = forward_with_capture(
-            forward, self.layer, x, args, device_ids=self.device_ids
+        output, acts, fc_input = forward_with_head(
+            self.forward_func,
+            self.layer,
+            self.fc_layer,
+            x,
+            args,
+            device_ids=self.device_ids,
+            reshape_transform=self.reshape_transform,
         )
-        acts = apply_reshape(self.reshape_transform, acts, x.shape[0])
         self._check_activations(acts, x, "CRM")
-        return output, acts.to(x.dtype), seen[0].to(x.dtype)
+        return output, acts, fc_input
 
     def _check_head(self, acts: Tensor, fc_input: Tensor, output: Tensor) -> None:
         """Check that the head is ``GAP -> fc_layer`` and that its output is the model's."""
         assert self.fc_layer is not None
-        fc = self.fc_layer
-        if fc.in_features != acts.shape[1]:
-            raise ValueError(
-                f"fc_layer has in_features={fc.in_features} but the layer has {acts.shape[1]} "
-                "channels; the fast path needs the head layer -> global average pooling -> "
-                "fc_layer. Pass fc_layer=None to use the definition (any head)"
-            )
-        if not _close(fc_input.reshape(acts.shape[0], -1), acts.flatten(2).mean(-1)):
-            raise ValueError(
-                "the input of fc_layer is not the global average of the layer's output; the "
-                "fast path needs the head layer -> global average pooling -> fc_layer. Pass "
-                "fc_layer=None to use the definition (any head)"
-            )
-        fc_output = fc(fc_input.reshape(acts.shape[0], -1).to(fc.weight.dtype)).to(output.dtype)
-        if output.numel() != fc_output.numel() or not _close(
-            output.reshape(fc_output.shape), fc_output
-        ):
-            raise ValueError(
-                f"the model's output (shape {tuple(output.shape)}) is not the output of fc_layer "
-                "(e.g. a softmax follows it); CRM's scores are the model's outputs. Pass a "
-                "forward_func that returns fc_layer's output, or fc_layer=None to use the "
-                "definition"
-            )
+        check_gap_linear_head(self.fc_layer, acts, fc_input, output, _USE_THE_DEFINITION)
 
     def _faithful_changes(
         self,

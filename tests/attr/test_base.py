@@ -131,10 +131,13 @@ def test_every_volume_entry_point_is_its_nd_class_with_volume_output(name: str) 
     assert volume.__mro__[1] is nd and volume.fixed_output == VOLUME
     assert volume.__doc__ and volume.__doc__ != nd.__doc__  # its own docstring, written out
     assert "attribute" not in vars(volume) and "__init__" not in vars(volume)
+    from tests.conftest import make_attribution
+
     model = small_cnn(3)
     before = model_state(model)
+    method = make_attribution(name, model, model[4])  # CAM3D also takes the Linear
     with pytest.raises(TypeError, match=f"'align_corners'.*use {name[:-2]}"):
-        volume(model, model[4]).attribute(_x(3), target=0, align_corners=True)
+        method.attribute(_x(3), target=0, align_corners=True)
     with pytest.raises(ValueError, match="5-D"):
-        volume(model, model[4]).attribute(_x(2), target=0)
+        method.attribute(_x(2), target=0)
     assert_unchanged(model, before)
