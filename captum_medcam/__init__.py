@@ -11,6 +11,8 @@ from captum_medcam import attr, data, metrics, reshapes, visualization
 from captum_medcam.attr import (
     CRM,
     CRM3D,
+    AblationCAM,
+    AblationCAM3D,
     CNNFixations,
     EnsembleAttribution,
     GradCAM3D,
@@ -37,6 +39,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "CRM",
     "CRM3D",
+    "AblationCAM",
+    "AblationCAM3D",
     "CNNFixations",
     "EnsembleAttribution",
     "EvaluationResult",

@@ -121,6 +121,8 @@ LAYER_CLASSES = [
     "XGradCAM3D",
     "CRM",
     "CRM3D",
+    "AblationCAM",
+    "AblationCAM3D",
 ]
 ATTRIBUTION_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
 

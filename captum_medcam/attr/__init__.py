@@ -1,5 +1,6 @@
 """Attribution methods: Captum ``Attribution`` subclasses for 1D, 2D and 3D inputs."""
 
+from captum_medcam.attr._ablation_cam import AblationCAM, AblationCAM3D
 from captum_medcam.attr._crm import CRM, CRM3D
 from captum_medcam.attr._ensemble import EnsembleAttribution
 from captum_medcam.attr._fixations import CNNFixations
@@ -20,6 +21,8 @@ from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
 __all__ = [
     "CRM",
     "CRM3D",
+    "AblationCAM",
+    "AblationCAM3D",
     "CNNFixations",
     "EnsembleAttribution",
     "GradCAM3D",
