@@ -11,6 +11,10 @@ from captum_medcam import attr, data, metrics, reshapes, visualization
 from captum_medcam.attr import (
     CRM,
     CRM3D,
+    ISCAM,
+    ISCAM3D,
+    SSCAM,
+    SSCAM3D,
     AblationCAM,
     AblationCAM3D,
     CNNFixations,
@@ -39,6 +43,10 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
 __all__ = [
     "CRM",
     "CRM3D",
+    "ISCAM",
+    "ISCAM3D",
+    "SSCAM",
+    "SSCAM3D",
     "AblationCAM",
     "AblationCAM3D",
     "CNNFixations",

@@ -123,6 +123,10 @@ LAYER_CLASSES = [
     "CRM3D",
     "AblationCAM",
     "AblationCAM3D",
+    "SSCAM",
+    "SSCAM3D",
+    "ISCAM",
+    "ISCAM3D",
 ]
 ATTRIBUTION_CLASSES = [*LAYER_CLASSES, "CNNFixations", "EnsembleAttribution"]
 

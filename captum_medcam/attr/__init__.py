@@ -17,10 +17,15 @@ from captum_medcam.attr._grad_cam import (
     XGradCAM3D,
 )
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
+from captum_medcam.attr._smoothed_score_cam import ISCAM, ISCAM3D, SSCAM, SSCAM3D
 
 __all__ = [
     "CRM",
     "CRM3D",
+    "ISCAM",
+    "ISCAM3D",
+    "SSCAM",
+    "SSCAM3D",
     "AblationCAM",
     "AblationCAM3D",
     "CNNFixations",

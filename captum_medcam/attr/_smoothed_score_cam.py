@@ -1,0 +1,710 @@
+"""SS-CAM and IS-CAM, the smoothed and the integrated Score-CAM, for 1D, 2D and 3D inputs.
+
+Both average Score-CAM's channel score over ``num_samples`` masked inputs per channel:
+SS-CAM adds Gaussian noise to each mask, IS-CAM scales each masked input along a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, final
+
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerAttribution, PerturbationAttribution
+from torch import Tensor, nn
+
+from captum_medcam._core.checks import (
+    DEFAULT_SEED,
+    check_choice,
+    check_finite_float,
+    check_flags,
+    check_forward_and_layer,
+    check_inputs,
+    check_positive_int,
+    check_target_type,
+    format_additional_args,
+    index_additional_args,
+    make_generator,
+    warn_if_training,
+)
+from captum_medcam._core.meta import unwrap_meta, wrap_meta
+from captum_medcam._core.spatial import interpolation_mode, minmax_normalize, resize
+from captum_medcam._core.targets import Score, class_scores, per_sample_target
+from captum_medcam.attr._cam import weighted_sum
+from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._interop import captum_attribute
+from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
+from captum_medcam.attr._score_cam import (
+    DEFAULT_PERTURBATIONS_PER_EVAL,
+    NormalizeAt,
+    _distinct_masks,
+    _input_baseline,
+)
+
+__all__ = ["ISCAM", "ISCAM3D", "SSCAM", "SSCAM3D"]
+
+#: SS-CAM's defaults, as in torchcam 0.5 (``num_samples=35, std=2.0``).
+SS_NUM_SAMPLES = 35
+SS_STD = 2.0
+#: IS-CAM's default number of steps, as in torchcam 0.5.
+IS_NUM_SAMPLES = 10
+
+
+def integration_coefficients(num_samples: int, dtype: torch.dtype = torch.float64) -> Tensor:
+    """IS-CAM's scale of the masked input at each step ``i = 1..N``: ``c_i = sum_{j<=i} j / N``.
+
+    The mask of step ``i`` is the running sum of ``(j / N) * H_k`` over ``j = 1..i``, so
+    ``c_i = i (i + 1) / (2N)`` (0.1, 0.3, 0.6, ..., 5.5 for ``N = 10``), as in torchcam's
+    ``ISCAM`` (whose docstring writes the sum from ``j = 0`` to ``i - 1``, one step earlier,
+    but whose code, followed here, adds ``(i + 1) / N`` before the first forward).
+
+    Returns:
+        ``(num_samples,)``.
+    """
+    steps = torch.arange(1, num_samples + 1, dtype=dtype)
+    return steps * (steps + 1) / (2 * num_samples)
+
+
+class _SharedNoise:
+    """SS-CAM's noise ``delta ~ N(0, std^2)`` at input resolution, one ``(1, *S)`` draw per job.
+
+    With an int seed, a new generator draws one sample per ``(sample, channel)`` pair, in
+    order, and every example gets the same draws: the noise does not depend on the batch or
+    on the chunking, and a call is reproducible. With a ``torch.Generator``, every example's
+    job draws its own sample, in job order (independent noise per example; the generator
+    advances). Torch's global random state is never used. Draws are made lazily, chunk by
+    chunk, on the generator's device, and moved to the inputs' device.
+    """
+
+    def __init__(
+        self, generator: int | torch.Generator, std: float, spatial: tuple[int, ...], x: Tensor
+    ) -> None:
+        self.shared = not isinstance(generator, torch.Generator)
+        self.gen = make_generator(generator)
+        self.std = std
+        self.spatial = spatial
+        self.dtype = x.dtype
+        self.device = x.device
+        self.next_pair = 0
+        self.last = torch.empty(0)
+
+    def _draw(self) -> Tensor:
+        z = torch.randn(self.spatial, generator=self.gen, dtype=self.dtype, device=self.gen.device)
+        return (z * self.std).to(self.device)
+
+    def __call__(self, pairs: Tensor) -> Tensor:
+        """Noise ``(B, 1, *S)`` for the jobs of ``pairs`` (``(B,)``, non-decreasing pair ids)."""
+        if not self.shared:
+            return torch.stack([self._draw() for _ in range(pairs.shape[0])]).unsqueeze(1)
+        rows = []
+        for p in pairs.tolist():
+            while self.next_pair <= p:  # pairs with no job still draw: the stream stays put
+                self.last = self._draw()
+                self.next_pair += 1
+            rows.append(self.last)
+        return torch.stack(rows).unsqueeze(1)
+
+
+class _SampledScoreCAM(LayerAttribution, PerturbationAttribution):
+    """Shared implementation of SS-CAM and IS-CAM; use the public classes."""
+
+    _name = "Score-CAM"
+
+    def __init__(
+        self,
+        forward_func: Callable[..., Tensor],
+        layer: nn.Module,
+        device_ids: list[int] | None = None,
+        *,
+        reshape_transform: ReshapeTransform | None = None,
+    ) -> None:
+        check_forward_and_layer(forward_func, layer, device_ids)
+        LayerAttribution.__init__(self, forward_func, layer, device_ids)
+        PerturbationAttribution.__init__(self, forward_func)
+        self.reshape_transform = check_reshape_transform(reshape_transform)
+
+    @property
+    def multiplies_by_inputs(self) -> bool:
+        return False
+
+    def _run(
+        self,
+        x: Tensor,
+        args: tuple[Any, ...],
+        targets: Tensor | list[Any] | None,
+        score: Score,
+        owner: Tensor,
+        build: Callable[[slice], Tensor],
+        perturbations_per_eval: int,
+        show_progress: bool,
+    ) -> Tensor:
+        """The target's score ``(J,)`` of every job: ``build(rows)`` makes the masked inputs
+        of the jobs ``rows`` (``owner[rows]`` their examples), ``perturbations_per_eval * N``
+        per forward."""
+        n = x.shape[0]
+        total = owner.shape[0]
+        scores = x.new_empty(total)
+        chunk = perturbations_per_eval * n
+        starts = range(0, total, chunk)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            starts = tqdm(starts, desc=f"{self._name} forwards", unit="batch")
+        for start in starts:
+            rows = slice(start, min(start + chunk, total))
+            who = owner[rows]
+            out = self.forward_func(build(rows), *index_additional_args(args, who, n))
+            scores[rows] = class_scores(out, targets, who, score)
+        return scores
+
+    def _sampled_cam(
+        self,
+        inputs: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        *,
+        smooth: bool,
+        num_samples: int,
+        std: float,
+        generator: int | torch.Generator,
+        score: Score,
+        baselines: float | Tensor | None,
+        channel_softmax: bool,
+        normalize_at: NormalizeAt,
+        align_corners: bool,
+        perturbations_per_eval: int,
+        relu_attributions: bool,
+        attribute_to_layer_input: bool,
+        upsample: bool,
+        interpolate_mode: str | None,
+        show_progress: bool,
+        spatial_dims: int | None,
+    ) -> Tensor:
+        original = inputs
+        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
+        check_target_type(target)
+        check_positive_int(num_samples, "num_samples")
+        if smooth:
+            std = check_finite_float(std, "std", low=0.0)
+            make_generator(generator)
+        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        check_choice(score, "score", ("probability", "logit", "sigmoid"))
+        check_choice(normalize_at, "normalize_at", ("input", "layer"))
+        check_flags(
+            channel_softmax=channel_softmax,
+            align_corners=align_corners,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=upsample,
+            show_progress=show_progress,
+        )
+        base = None if baselines is None else _input_baseline(baselines, x)
+        mode = interpolation_mode(x.dim() - 2, interpolate_mode)
+        args = format_additional_args(additional_forward_args)
+        warn_if_training(self.forward_func, self.layer)
+        n = x.shape[0]
+
+        with torch.no_grad():
+            output, acts = forward_with_capture(
+                self.forward_func,
+                self.layer,
+                x,
+                args,
+                attribute_to_layer_input=attribute_to_layer_input,
+                device_ids=self.device_ids,
+            )
+            acts = apply_reshape(self.reshape_transform, acts, n)
+            if acts.dim() != x.dim():
+                raise ValueError(
+                    f"the layer's activations have shape {tuple(acts.shape)} but {self._name} "
+                    f"needs (N, channels, *spatial) with the {x.dim() - 2} spatial dims of the "
+                    f"inputs {tuple(x.shape)}; choose a convolutional layer, or pass "
+                    "reshape_transform= (captum_medcam.reshapes) for a transformer's tokens"
+                )
+            acts = acts.to(x.dtype)
+            targets = per_sample_target(target, n, output)
+            keys, constant = minmax_normalize(acts)
+
+            def at_input(maps: Tensor) -> Tensor:
+                up = resize(maps, x.shape[2:], mode, align_corners)
+                return minmax_normalize(up)[0] if normalize_at == "input" else up
+
+            k = acts.shape[1]
+            if smooth:
+                # jobs (sample s, channel k, example i) in this order; constant channels take
+                # part only under the channel softmax (their mask is then the noise alone)
+                wanted = torch.ones_like(constant) if channel_softmax else ~constant
+                grid = wanted.t().unsqueeze(0).expand(num_samples, k, n)
+                s_idx, k_idx, owner = grid.nonzero(as_tuple=True)
+                noise = _SharedNoise(generator, std, tuple(x.shape[2:]), x)
+                source = keys if normalize_at == "layer" else acts
+
+                def build(rows: slice) -> Tensor:
+                    i, c = owner[rows], k_idx[rows]
+                    mask = at_input(source[i, c].unsqueeze(1)) + noise(s_idx[rows] * k + c)
+                    return x.index_select(0, i) * mask
+
+            else:
+                masks, mask_owner, slots = _distinct_masks(
+                    keys, constant, zero_mask=channel_softmax
+                )
+                coeff = integration_coefficients(num_samples, x.dtype).to(x.device)
+                # jobs (mask m, step i) in this order
+                owner = mask_owner.repeat_interleave(num_samples)
+                trailing = [1] * (x.dim() - 1)
+
+                def build(rows: slice) -> Tensor:
+                    job = torch.arange(rows.start, rows.stop, device=x.device)
+                    mask = at_input(masks.index_select(0, job // num_samples))
+                    scale = coeff[job % num_samples].view(-1, *trailing)
+                    return x.index_select(0, owner[rows]) * (mask * scale)
+
+            scores = self._run(
+                x, args, targets, score, owner, build, perturbations_per_eval, show_progress
+            )
+            if smooth:
+                table = x.new_zeros(num_samples, k, n)
+                table[s_idx, k_idx, owner] = scores
+                weights = table.mean(0).t()
+            elif scores.numel():
+                weights = scores.view(-1, num_samples).mean(1)[slots]
+            else:  # every map constant: no mask, every weight 0 (as Score-CAM)
+                weights = x.new_zeros(n, k)
+            if base is not None:
+                everyone = torch.arange(n, device=x.device)
+                reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
+                weights = weights - reference.unsqueeze(1)
+            if channel_softmax:
+                weights = weights.softmax(1)
+            else:
+                weights = weights.masked_fill(constant, 0.0)
+            cam = weighted_sum(weights, acts)
+            if upsample:
+                cam = resize(cam, x.shape[2:], mode, align_corners)
+            if relu_attributions:
+                cam = F.relu(cam)
+        return wrap_meta(cam, original) if upsample else cam
+
+
+_DOC_VARIANTS = """
+    The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
+    formula): logits, a softmax over channels, masks min-max normalised at layer resolution
+    and then upsampled. The other Score-CAM variants are options with the meaning they have
+    in :class:`ScoreCAM` (``score``, ``baselines``, ``channel_softmax``, ``normalize_at``,
+    ``align_corners``). torchcam subtracts the unmasked input's score from every weight; under
+    the channel softmax that per-example constant cancels, so it is not repeated here (pass
+    ``baselines`` to subtract a baseline input's score, which matters without the softmax).
+    torchcam adds ``1e-8`` to each map's range when normalising (here constant maps are exact
+    zeros) and works in chunks of 32 masked inputs; neither changes the result beyond
+    rounding.
+"""
+
+
+@final
+class SSCAM(_SampledScoreCAM):
+    __doc__ = (
+        r"""SS-CAM, smoothed Score-CAM: Score-CAM's channel score averaged over noisy masks.
+
+    For a layer with activations ``A`` of shape ``(N, K, *S')`` and inputs ``x`` of shape
+    ``(N, C, *S)``, with ``H_k = Up(s(A_k))`` the min-max normalised map of channel ``k``
+    upsampled to ``S`` and ``delta_i ~ N(0, std^2)`` drawn at input resolution, one draw per
+    sample and channel, shared by the input channels::
+
+        w_k = softmax_k( (1/N) sum_{i=1..N} f_c(x * (H_k + delta_i)) )
+        L   = ReLU(sum_k w_k * A_k)          then resized to the input
+
+    ``f_c`` is the logit of class ``c``. Noise added to the masks is the paper's first
+    variant (SS-CAM(1), smoothing the feature maps), as torchcam implements it; the paper's
+    second (noise on the input) is not offered. Cost: ``num_samples`` forwards per channel
+    (35 x 512 for a ResNet-18 ``layer4``), ``perturbations_per_eval * N`` masked inputs per
+    forward, made chunk by chunk: memory does not grow with the channels or the samples.
+    Constant channels have no mask but the noise: they take part under the channel softmax
+    (as in torchcam) and get weight 0 without it.
+
+    Randomness: ``generator`` is an int seed (default 0) or a ``torch.Generator``. A seed
+    draws the noise of each (sample, channel) pair from a new generator, in order, and gives
+    every example the same draws, so a map does not depend on the batch it is in, nor on
+    ``perturbations_per_eval``, and a call is reproducible. A generator draws independent
+    noise for every example and advances. Torch's global random state is never used. With
+    one example, ``generator=torch.Generator().manual_seed(s)`` (or the seed ``s``) draws the
+    same noise as torchcam after ``torch.manual_seed(s)`` on the CPU, in float32.
+"""
+        + _DOC_VARIANTS
+        + r"""
+    References:
+        Wang, Naidu, Michael, Kundu. "SS-CAM: Smoothed Score-CAM for Sharper Visual Feature
+        Localization". 2020. arXiv:2006.14255.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import SSCAM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> cam = SSCAM(model, model[1])
+        >>> x = torch.randn(2, 1, 16, 16)
+        >>> maps = cam.attribute(x, target=[0, 2], num_samples=4)
+        >>> maps.shape, torch.equal(maps, cam.attribute(x, target=[0, 2], num_samples=4))
+        (torch.Size([2, 1, 16, 16]), True)
+    """
+    )
+
+    _name = "SS-CAM"
+
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        num_samples: int = SS_NUM_SAMPLES,
+        std: float = SS_STD,
+        generator: int | torch.Generator = DEFAULT_SEED,
+        score: Score = "logit",
+        baselines: float | Tensor | None = None,
+        channel_softmax: bool = True,
+        normalize_at: NormalizeAt = "layer",
+        align_corners: bool = False,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute SS-CAM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            target: the class to explain, as in Captum: an int, a tuple, a tensor or list
+                with one entry per example, or None when the model returns one score per
+                example.
+            additional_forward_args: further arguments of the model, as in Captum; tensors
+                whose first dim is ``N`` are indexed with their example.
+            num_samples: noisy masks per channel (default 35, as torchcam).
+            std: standard deviation of the noise added to the masks, which lie in [0, 1]
+                (default 2.0, as torchcam); 0 gives Score-CAM.
+            generator: an int seed (default 0) or a ``torch.Generator`` for the noise (see
+                *Randomness* above).
+            score, baselines, channel_softmax, normalize_at, align_corners: the Score-CAM
+                variant, as in :meth:`ScoreCAM.attribute` (defaults: torchcam's).
+            perturbations_per_eval: masked copies per example in one forward pass; each
+                forward holds at most ``perturbations_per_eval * N`` inputs.
+            relu_attributions: apply ReLU to the map (default True).
+            attribute_to_layer_input: use the layer's input instead of its output.
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``.
+            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
+                dims; ``"nearest"`` and ``"area"`` also work.
+            show_progress: show a progress bar over the forward passes.
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device
+            and dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a generator, baseline, target or option
+                of the wrong type.
+            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
+                reached by the forward pass, ``num_samples`` or ``perturbations_per_eval``
+                below 1, a negative or non-finite ``std``, a negative seed, unknown options.
+        """
+        return self._sampled_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            smooth=True,
+            num_samples=num_samples,
+            std=std,
+            generator=generator,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            align_corners=align_corners,
+            perturbations_per_eval=perturbations_per_eval,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=upsample,
+            interpolate_mode=interpolate_mode,
+            show_progress=show_progress,
+            spatial_dims=None,
+        )
+
+
+@final
+class SSCAM3D(_SampledScoreCAM):
+    r"""SS-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
+
+    The same computation as :class:`SSCAM` (see there for the formula, the noise and the
+    variants), with the contract a volume pipeline needs: 5-D input is required, the map is
+    always returned at input resolution, upsampled trilinearly with ``align_corners=False``,
+    and a MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine.
+
+    References:
+        Wang, Naidu, Michael, Kundu. "SS-CAM: Smoothed Score-CAM for Sharper Visual Feature
+        Localization". 2020. arXiv:2006.14255.
+
+    Example:
+        >>> import torch
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam import SSCAM3D
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> cam = SSCAM3D(net, net.layer4)
+        >>> cam.attribute(torch.randn(1, 1, 32, 32, 32), target=1, num_samples=2).shape  # doctest: +SKIP
+        torch.Size([1, 1, 32, 32, 32])
+    """
+
+    _name = "SS-CAM"
+
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        num_samples: int = SS_NUM_SAMPLES,
+        std: float = SS_STD,
+        generator: int | torch.Generator = DEFAULT_SEED,
+        score: Score = "logit",
+        baselines: float | Tensor | None = None,
+        channel_softmax: bool = True,
+        normalize_at: NormalizeAt = "layer",
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute SS-CAM maps for volumes.
+
+        Args:
+            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
+            target, additional_forward_args, num_samples, std, generator, score, baselines,
+            channel_softmax, normalize_at, perturbations_per_eval, relu_attributions,
+            attribute_to_layer_input, show_progress: as in :meth:`SSCAM.attribute`.
+
+        Returns:
+            Maps ``(N, 1, D, H, W)`` at input resolution.
+
+        Raises:
+            ValueError: inputs that are not 5-D, and the errors of :meth:`SSCAM.attribute`.
+        """
+        return self._sampled_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            smooth=True,
+            num_samples=num_samples,
+            std=std,
+            generator=generator,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            align_corners=False,
+            perturbations_per_eval=perturbations_per_eval,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=True,
+            interpolate_mode="trilinear",
+            show_progress=show_progress,
+            spatial_dims=3,
+        )
+
+
+@final
+class ISCAM(_SampledScoreCAM):
+    __doc__ = (
+        r"""IS-CAM, integrated Score-CAM: Score-CAM's channel score averaged along a path of
+    growing masks.
+
+    For a layer with activations ``A`` of shape ``(N, K, *S')``, ``H_k = Up(s(A_k))`` the
+    min-max normalised map of channel ``k`` upsampled to the input's size and
+    ``c_i = sum_{j=1..i} j / N = i (i + 1) / (2N)``::
+
+        w_k = softmax_k( (1/N) sum_{i=1..N} f_c(c_i * (x * H_k)) )
+        L   = ReLU(sum_k w_k * A_k)          then resized to the input
+
+    ``f_c`` is the logit of class ``c``. The step-``i`` mask is the running sum of
+    ``(j / N) * H_k``, as in the paper's algorithm and torchcam's code, so the scale grows
+    past 1 (to 5.5 at ``N = 10``); see :func:`integration_coefficients` for the one-step
+    difference between torchcam's docstring and its code. Cost: ``num_samples`` forwards per
+    distinct mask; channels whose map is constant cost none (their weight is 0, or under the
+    softmax the all-zero mask's score), and channels whose normalised masks are equal share
+    their forwards, as in :class:`ScoreCAM`. Deterministic.
+"""
+        + _DOC_VARIANTS
+        + r"""
+    References:
+        Naidu, Ghosh, Maurya, Nayak K, Kundu. "IS-CAM: Integrated Score-CAM for
+        axiomatic-based explanations". 2020. arXiv:2010.03023.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import ISCAM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> ISCAM(model, model[1]).attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
+        torch.Size([2, 1, 16, 16])
+    """
+    )
+
+    _name = "IS-CAM"
+
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        num_samples: int = IS_NUM_SAMPLES,
+        score: Score = "logit",
+        baselines: float | Tensor | None = None,
+        channel_softmax: bool = True,
+        normalize_at: NormalizeAt = "layer",
+        align_corners: bool = False,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute IS-CAM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            target: the class to explain, as in Captum: an int, a tuple, a tensor or list
+                with one entry per example, or None when the model returns one score per
+                example.
+            additional_forward_args: further arguments of the model, as in Captum; tensors
+                whose first dim is ``N`` are indexed with their example.
+            num_samples: steps of the path ``N`` (default 10, as torchcam).
+            score, baselines, channel_softmax, normalize_at, align_corners: the Score-CAM
+                variant, as in :meth:`ScoreCAM.attribute` (defaults: torchcam's).
+            perturbations_per_eval: masked copies per example in one forward pass; each
+                forward holds at most ``perturbations_per_eval * N`` inputs.
+            relu_attributions: apply ReLU to the map (default True).
+            attribute_to_layer_input: use the layer's input instead of its output.
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``.
+            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
+                dims; ``"nearest"`` and ``"area"`` also work.
+            show_progress: show a progress bar over the forward passes.
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device
+            and dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a baseline, target or option of the
+                wrong type.
+            ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
+                reached by the forward pass, ``num_samples`` or ``perturbations_per_eval``
+                below 1, unknown options.
+        """
+        return self._sampled_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            smooth=False,
+            num_samples=num_samples,
+            std=0.0,
+            generator=DEFAULT_SEED,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            align_corners=align_corners,
+            perturbations_per_eval=perturbations_per_eval,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=upsample,
+            interpolate_mode=interpolate_mode,
+            show_progress=show_progress,
+            spatial_dims=None,
+        )
+
+
+@final
+class ISCAM3D(_SampledScoreCAM):
+    r"""IS-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
+
+    The same computation as :class:`ISCAM` (see there for the formula and the variants),
+    with the contract a volume pipeline needs: 5-D input is required, the map is always
+    returned at input resolution, upsampled trilinearly with ``align_corners=False``, and a
+    MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine.
+
+    References:
+        Naidu, Ghosh, Maurya, Nayak K, Kundu. "IS-CAM: Integrated Score-CAM for
+        axiomatic-based explanations". 2020. arXiv:2010.03023.
+
+    Example:
+        >>> import torch
+        >>> from monai.networks.nets import resnet10
+        >>> from captum_medcam import ISCAM3D
+        >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
+        >>> cam = ISCAM3D(net, net.layer4)
+        >>> cam.attribute(torch.randn(1, 1, 32, 32, 32), target=1, num_samples=2).shape  # doctest: +SKIP
+        torch.Size([1, 1, 32, 32, 32])
+    """
+
+    _name = "IS-CAM"
+
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        num_samples: int = IS_NUM_SAMPLES,
+        score: Score = "logit",
+        baselines: float | Tensor | None = None,
+        channel_softmax: bool = True,
+        normalize_at: NormalizeAt = "layer",
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        relu_attributions: bool = True,
+        attribute_to_layer_input: bool = False,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute IS-CAM maps for volumes.
+
+        Args:
+            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
+            target, additional_forward_args, num_samples, score, baselines, channel_softmax,
+            normalize_at, perturbations_per_eval, relu_attributions,
+            attribute_to_layer_input, show_progress: as in :meth:`ISCAM.attribute`.
+
+        Returns:
+            Maps ``(N, 1, D, H, W)`` at input resolution.
+
+        Raises:
+            ValueError: inputs that are not 5-D, and the errors of :meth:`ISCAM.attribute`.
+        """
+        return self._sampled_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            smooth=False,
+            num_samples=num_samples,
+            std=0.0,
+            generator=DEFAULT_SEED,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            align_corners=False,
+            perturbations_per_eval=perturbations_per_eval,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            upsample=True,
+            interpolate_mode="trilinear",
+            show_progress=show_progress,
+            spatial_dims=3,
+        )
