@@ -237,12 +237,13 @@ class _SampledScoreCAM(LayerAttribution, PerturbationAttribution):
                 wanted = torch.ones_like(constant) if channel_softmax else ~constant
                 grid = wanted.t().unsqueeze(0).expand(num_samples, k, n)
                 s_idx, k_idx, owner = grid.nonzero(as_tuple=True)
+                pair = (s_idx * k + k_idx).cpu()  # read on the host by the noise, once
                 noise = _SharedNoise(generator, std, tuple(x.shape[2:]), x)
                 source = keys if normalize_at == "layer" else acts
 
                 def build(rows: slice) -> Tensor:
                     i, c = owner[rows], k_idx[rows]
-                    mask = at_input(source[i, c].unsqueeze(1)) + noise(s_idx[rows] * k + c)
+                    mask = at_input(source[i, c].unsqueeze(1)) + noise(pair[rows])
                     return x.index_select(0, i) * mask
 
             else:
