@@ -142,12 +142,6 @@ def _scorecam(
     return ScoreCAM(model, layer), {"perturbations_per_eval": perturbations_per_eval}
 
 
-def _gradcam(model: nn.Module, layer: nn.Module, **_: Any) -> tuple[Any, dict[str, Any]]:
-    from captum.attr import LayerGradCam
-
-    return LayerGradCam(model, layer), {"relu_attributions": True}
-
-
 def _guided_gradcam(
     model: nn.Module, layer: nn.Module, *, spatial_dims: int, **_: Any
 ) -> tuple[Any, dict[str, Any]]:
@@ -238,7 +232,9 @@ def _random(model: nn.Module, layer: Any = None, *, seed: int, **_: Any) -> tupl
 #: Method name -> what it is. ``needs_layer``: the method explains a layer (``--layer``).
 METHODS: dict[str, _MethodSpec] = {
     "scorecam": _MethodSpec("Score-CAM (Wang et al. 2020), forwards only", True, _scorecam),
-    "gradcam": _MethodSpec("Grad-CAM (Selvaraju et al. 2017), Captum LayerGradCam", True, _gradcam),
+    "gradcam": _MethodSpec(
+        "Grad-CAM (Selvaraju et al. 2017), Captum's LayerGradCam bit for bit", True, _cam("GradCAM")
+    ),
     "gradcampp": _MethodSpec(
         "Grad-CAM++ (Chattopadhay et al. 2018)", True, _cam("GradCAMPlusPlus")
     ),

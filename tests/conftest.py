@@ -109,6 +109,7 @@ def toy_metrics():
 LAYER_CLASSES = [
     "ScoreCAM",
     "ScoreCAM3D",
+    "GradCAM",
     "GradCAM3D",
     "GuidedGradCAM3D",
     "GradCAMPlusPlus",

@@ -239,6 +239,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
         GOOD,
         {**METHOD_ARGS, **LAYER_ARGS, "relu_attributions": BAD_FLAG},
     ),
+    "GradCAM": (_attribute(cm.GradCAM), GOOD, {**METHOD_ARGS, **LAYER_ARGS, **GRAD_ND}),
     "GuidedGradCAM3D": (
         _attribute(cm.GuidedGradCAM3D),
         GOOD,

@@ -32,6 +32,9 @@ def captum_attribute(func: F) -> F:
     - A MONAI ``MetaTensor`` target or ``baselines`` is used as a plain tensor (its metadata
       means nothing to a class index or a baseline); a ``MetaTensor`` input keeps its
       metadata, which the methods copy to the maps.
+    - A volume entry point (``ScoreCAM3D``: the N-D class with its output options fixed)
+      lists the keywords it does not take in ``fixed_keywords``; passing one is the
+      ``TypeError`` that a missing keyword argument would give, naming the N-D class.
     - The result is wrapped by ``captum.log.log_usage``, whose ``__wrapped__`` Captum's
       ``NoiseTunnel`` calls. The conversions above are inside it, so they hold there too.
     """
@@ -44,6 +47,14 @@ def captum_attribute(func: F) -> F:
         additional_forward_args: Any = None,
         **kwargs: Any,
     ) -> Any:
+        for name in getattr(self, "fixed_keywords", ()):
+            if name in kwargs:
+                nd = type(self).__mro__[1].__name__
+                raise TypeError(
+                    f"{type(self).__name__}.attribute() got an unexpected keyword argument "
+                    f"{name!r}: a volume entry point always returns maps at input resolution "
+                    f"(trilinear, align_corners=False); use {nd} for other output options"
+                )
         if isinstance(inputs, tuple) and len(inputs) == 1:
             return (attribute(self, inputs[0], target, additional_forward_args, **kwargs),)
         if isinstance(target, Tensor):

@@ -12,6 +12,7 @@ from captum.attr import GuidedGradCam, LayerAttribution, LayerGradCam
 from torch import nn
 
 from captum_medcam import (
+    GradCAM,
     GradCAM3D,
     GradCAMPlusPlus,
     GradCAMPlusPlus3D,
@@ -24,34 +25,18 @@ from captum_medcam import (
     XGradCAM3D,
 )
 from captum_medcam._core.spatial import resize
-from captum_medcam.attr._grad_cam import _GradientCAM, gradcam_plusplus_weights
+from captum_medcam.attr._grad_cam import gradcam_weights
+from captum_medcam.attr._grad_cam_plusplus import gradcam_plusplus_weights
+from captum_medcam.attr._gradient import GradientCAMBase
 from tests.conftest import assert_unchanged, gap_linear, model_state, small_cnn
 
-ND = [GradCAMPlusPlus, LayerCAM, HiResCAM, XGradCAM]
+ND = [GradCAM, GradCAMPlusPlus, LayerCAM, HiResCAM, XGradCAM]
 VOLUME = [GradCAM3D, GuidedGradCAM3D, GradCAMPlusPlus3D, LayerCAM3D, HiResCAM3D, XGradCAM3D]
 
 
 def _inputs(dims: int, n: int = 3, size: int = 8, channels: int = 2, seed: int = 1) -> torch.Tensor:
     g = torch.Generator().manual_seed(seed)
     return torch.randn(n, channels, *([size] * dims), generator=g, dtype=torch.float64)
-
-
-class _GradCAM(_GradientCAM):
-    """Grad-CAM through the shared pipeline: checks the pipeline against Captum."""
-
-    def attribute(self, inputs, target=None, additional_forward_args=None, **kw):  # type: ignore[override]
-        return self._gradient_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            lambda a, g, s: g.flatten(2).mean(-1),
-            relu_attributions=kw.get("relu_attributions", True),
-            attribute_to_layer_input=False,
-            upsample=kw.get("upsample", True),
-            interpolate_mode=None,
-            align_corners=False,
-            spatial_dims=None,
-        )
 
 
 # ----------------------------------------------------------------------------- Captum
@@ -70,14 +55,76 @@ def test_gradcam3d_is_captum_layer_gradcam_then_trilinear(relu: bool) -> None:
         assert (ours < 0).any()  # the signed map is really signed on this model
 
 
-def test_pipeline_gradcam_equals_captum(dims: int) -> None:
-    model = small_cnn(dims)
-    x = _inputs(dims)
-    ours = _GradCAM(model, model[3]).attribute(
-        x, target=[1, 0, 2], upsample=False, relu_attributions=False
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("dims", [1, 2, 3])
+def test_gradcam_is_captum_layer_gradcam_bit_for_bit(dims: int, relu: bool) -> None:
+    """At layer resolution GradCAM is Captum's LayerGradCam exactly, on a ReLU layer and on
+    the conv before it (signed activations), in float64 and float32; upsampled, it is
+    Captum's map interpolated linearly."""
+    for dtype in (torch.float64, torch.float32):
+        model = small_cnn(dims).to(dtype)
+        x = _inputs(dims).to(dtype)
+        for layer in (model[3], model[4]):
+            ours = GradCAM(model, layer).attribute(
+                x, target=[1, 0, 2], upsample=False, relu_attributions=relu
+            )
+            ref = LayerGradCam(model, layer).attribute(x, target=[1, 0, 2], relu_attributions=relu)
+            assert ours.shape == (3, 1, *([4] * dims))
+            assert torch.equal(ours, ref)
+            up = GradCAM(model, layer).attribute(x, target=[1, 0, 2], relu_attributions=relu)
+            mode = {1: "linear", 2: "bilinear", 3: "trilinear"}[dims]
+            assert torch.equal(up, LayerAttribution.interpolate(ref, tuple(x.shape[2:]), mode))
+        if not relu:
+            assert (ours < 0).any()  # the signed map is really signed on this model
+
+
+def test_the_weight_function_is_the_method() -> None:
+    """A gradient CAM is its weight function: a subclass naming Grad-CAM's weights is
+    GradCAM, and one with other weights gives another map."""
+
+    class Mine(GradientCAMBase):
+        def _weights(self, acts, grads, scores):
+            return gradcam_weights(acts, grads, scores)
+
+    class Doubled(GradientCAMBase):
+        def _weights(self, acts, grads, scores):
+            return 2 * gradcam_weights(acts, grads, scores)
+
+    model = small_cnn(2)
+    x = _inputs(2)
+    expected = GradCAM(model, model[3]).attribute(x, target=[1, 0, 2], relu_attributions=False)
+    torch.testing.assert_close(
+        Mine(model, model[3]).attribute(x, target=[1, 0, 2], relu_attributions=False),
+        expected,
+        rtol=0,
+        atol=0,
     )
-    ref = LayerGradCam(model, model[3]).attribute(x, target=[1, 0, 2])
-    torch.testing.assert_close(ours, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(
+        Doubled(model, model[3]).attribute(x, target=[1, 0, 2], relu_attributions=False),
+        2 * expected,
+    )
+    with pytest.raises(NotImplementedError, match="GradientCAMBase defines no weight"):
+        GradientCAMBase(model, model[3]).attribute(x, target=0)
+
+
+@pytest.mark.parametrize(
+    "method", [GradCAM3D, GradCAMPlusPlus3D, LayerCAM3D, HiResCAM3D, XGradCAM3D]
+)
+@pytest.mark.parametrize(
+    "option", [{"upsample": False}, {"interpolate_mode": "nearest"}, {"align_corners": True}]
+)
+def test_volume_entry_points_fix_the_output_options(method, option) -> None:
+    """A volume entry point takes no output options, as before the N-D class existed: the
+    keyword is a TypeError that names the N-D class to use instead."""
+    model = small_cnn(3)
+    before = model_state(model)
+    nd = method.__mro__[1].__name__
+    with pytest.raises(
+        TypeError, match=f"unexpected keyword argument '{next(iter(option))}'.*{nd}"
+    ):
+        method(model, model[3]).attribute(_inputs(3), target=0, **option)
+    assert_unchanged(model, before)
+    assert issubclass(method, getattr(__import__("captum_medcam"), nd))
 
 
 def test_guided_gradcam3d_is_captum_with_trilinear() -> None:
@@ -130,7 +177,7 @@ def test_gap_linear_gradient_cams_are_cam_over_positions(dims: int) -> None:
     target = [0, 2, 1]
     acts, _scores, w, p = _cam_parts(model, x, 0, target)
     cam = (_expand(w, acts) * acts).sum(1, keepdim=True)
-    for method in (_GradCAM, HiResCAM, XGradCAM):
+    for method in (GradCAM, HiResCAM, XGradCAM):
         got = method(model, model[0]).attribute(
             x, target=target, upsample=False, relu_attributions=False
         )
@@ -388,17 +435,14 @@ def test_agrees_with_pytorch_grad_cam_in_3d(name: str) -> None:
     layer = model[4]
     with getattr(pgc, name)(model=model, target_layers=[layer]) as peer:
         theirs = peer(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in target])
-        if name == "GradCAM":
-            ours = LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=True)
-        else:
-            method = {
-                "GradCAMPlusPlus": GradCAMPlusPlus,
-                "XGradCAM": XGradCAM,
-                "LayerCAM": LayerCAM,
-            }
-            ours = method.get(name, HiResCAM)(model, layer).attribute(
-                x, target=target, upsample=False
-            )
+        method = {
+            "GradCAM": GradCAM,
+            "GradCAMPlusPlus": GradCAMPlusPlus,
+            "XGradCAM": XGradCAM,
+            "LayerCAM": LayerCAM,
+            "HiResCAM": HiResCAM,
+        }[name]
+        ours = method(model, layer).attribute(x, target=target, upsample=False)
         # its own post-processing: min-max + zoom per layer, then clamp + min-max again
         size = (x.shape[-1], x.shape[-2], x.shape[-3])
         ours_scaled = peer.aggregate_multi_layers(
