@@ -7,34 +7,23 @@ from typing import Any, final
 
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerAttribution, PerturbationAttribution
+from captum.attr import PerturbationAttribution
 from torch import Tensor, nn
 
 from captum_medcam._core.baselines import resolve_baseline
 from captum_medcam._core.checks import (
     check_baseline_value,
     check_choice,
-    check_flags,
-    check_forward_and_layer,
-    check_inputs,
     check_positive_int,
-    check_target_type,
     format_additional_args,
     index_additional_args,
-    warn_if_training,
 )
-from captum_medcam._core.meta import unwrap_meta, wrap_meta
-from captum_medcam._core.spatial import interpolation_mode, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
+from captum_medcam.attr._base import VOLUME, CAMBase
 from captum_medcam.attr._cam import weighted_sum
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
-from captum_medcam.attr._reshape import (
-    ReshapeTransform,
-    apply_reshape,
-    check_reshape_transform,
-    unreshape,
-)
+from captum_medcam.attr._reshape import apply_reshape, unreshape
 from captum_medcam.attr._score_cam import ChannelCriterion, check_max_channels, select_channels
 
 __all__ = ["AblationCAM", "AblationCAM3D"]
@@ -106,91 +95,178 @@ def channels_to_ablate(acts: Tensor, base: Tensor, selected: Tensor | None) -> T
     return live if selected is None else live & selected
 
 
-class _AblationCAM(LayerAttribution, PerturbationAttribution):
-    """Shared implementation; use :class:`AblationCAM` or :class:`AblationCAM3D`."""
+class AblationCAM(CAMBase, PerturbationAttribution):
+    r"""Ablation-CAM: channel weights from the drop of the target's score when the channel is
+    zeroed at the layer.
 
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: nn.Module,
-        device_ids: list[int] | None = None,
-        *,
-        reshape_transform: ReshapeTransform | None = None,
-    ) -> None:
-        check_forward_and_layer(forward_func, layer, device_ids)
-        LayerAttribution.__init__(self, forward_func, layer, device_ids)
-        PerturbationAttribution.__init__(self, forward_func)
-        self.reshape_transform = check_reshape_transform(reshape_transform)
+    For a layer with activations ``A`` of shape ``(N, K, *S')``, ``y_c`` the model's score
+    for class ``c`` and ``y_c^k`` the same score with channel ``k`` of the layer's output set
+    to zero (all its positions; the rest of the model unchanged)::
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
+        w_k = (y_c - y_c^k) / y_c
+        L   = ReLU(sum_k w_k * A_k)          then resized to the input (``Up``)
 
-    def _ablation_cam(
+    ``y_c`` is the logit by default, as in the paper and pytorch-grad-cam. One forward per
+    (example, channel), but only the layers after ``layer`` run on the ablated copies: a
+    forward hook replaces the layer's output by ``perturbations_per_eval * N`` copies per
+    forward, each with one channel ablated, and the layers before it run once per example
+    and chunk. A channel that is already zero everywhere (a dead ReLU channel) is unchanged
+    by its ablation: its weight is exactly 0 and no forward is spent on it. Memory is bounded
+    by ``perturbations_per_eval``, never by the number of channels.
+
+    Dividing by ``y_c`` scales each example's map by ``1 / y_c``: for ``y_c > 0`` it does not
+    change the map's shape, for a negative logit it flips its sign (so the ReLU keeps the
+    regions whose ablation *raises* the score), and for ``y_c = 0`` it is undefined (a
+    ``ValueError``). ``relative=False`` gives the drop ``y_c - y_c^k`` itself; with
+    ``score="probability"`` the score is always positive.
+
+    Differences from pytorch-grad-cam's ``AblationCAM`` (1.5.7), which gives the same weights
+    on a layer with non-negative activations (``tests/attr/test_ablation_cam.py`` checks it):
+
+    * it ablates to 0 only when the smallest activation of the batch is 0 and otherwise to
+      ``min - 1e7`` (its comment: "deviating from the paper"); here the value is
+      ``baselines`` (0 by default, the paper), the same for every layer;
+    * it runs the whole model on every ablated copy (the layers before the target layer
+      too), swaps the layer out of the user's model for the call and calls ``model.eval()``;
+      here one hook lives for one call and the model is never changed;
+    * its ``ratio_channels_to_ablate`` ranks channels by their overlap with an Eigen-CAM
+      mask and ablates the top and the bottom of that ranking; the approximation here is
+      ``max_channels`` / ``channel_criterion`` as in :class:`ScoreCAM` (the others get
+      weight 0, as pytorch-grad-cam also gives its skipped channels);
+    * it min-max normalises the map (a display step, left out here) and resizes it with
+      OpenCV, in 2D only.
+
+    The map is computed at layer resolution, ReLU is applied there (as in pytorch-grad-cam
+    and torchcam; ``relu_attributions=False`` for the signed map), then it is resized to the
+    input (linear, bilinear or trilinear by the number of spatial dims,
+    ``align_corners=False``). It is not normalised.
+
+    Args:
+        forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
+        layer: the module whose output is ablated (usually the last convolutional block).
+        device_ids: as in Captum, for ``DataParallel`` models.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`); the
+            ablated channel is mapped back to the layer's output (its tokens' features), so
+            the reshape must rearrange or select elements only.
+
+    References:
+        Desai, Ramaswamy. "Ablation-CAM: Visual Explanations for Deep Convolutional Network
+        via Gradient-free Localization". WACV 2020.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import AblationCAM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> cam = AblationCAM(model, model[1])
+        >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
+        torch.Size([2, 1, 16, 16])
+    """
+
+    @captum_attribute
+    def attribute(
         self,
         inputs: Tensor,
-        target: Any,
-        additional_forward_args: Any,
+        target: Any = None,
+        additional_forward_args: Any = None,
         *,
-        score: Score,
-        baselines: float | Tensor,
-        relative: bool,
-        perturbations_per_eval: int,
-        max_channels: int | float | None,
-        channel_criterion: ChannelCriterion,
-        relu_attributions: bool,
-        upsample: bool,
-        interpolate_mode: str | None,
-        align_corners: bool,
-        show_progress: bool,
-        spatial_dims: int | None,
+        score: Score = "logit",
+        baselines: float | Tensor = 0.0,
+        relative: bool = True,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        max_channels: int | float | None = None,
+        channel_criterion: ChannelCriterion = "variance",
+        relu_attributions: bool = True,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        align_corners: bool = False,
+        show_progress: bool = False,
     ) -> Tensor:
-        original = inputs
-        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
-        check_target_type(target)
+        """Compute Ablation-CAM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D for :class:`AblationCAM3D`),
+                floating point, a tensor or a MONAI ``MetaTensor``.
+            target: the class to explain, as in Captum: an int, a tuple, a tensor or list
+                with one entry per example, or None when the model returns one score per
+                example.
+            additional_forward_args: further arguments of the model, as in Captum. When it
+                holds per-example tensors, each ablated copy runs the whole model (the
+                arguments may be used before the layer).
+            score: ``"logit"`` (default, the paper and pytorch-grad-cam), ``"probability"``
+                (softmax; sigmoid for a single output) or ``"sigmoid"`` (of the target
+                label's logit alone, for multi-label heads).
+            baselines: the value an ablated channel takes: a number, or a tensor
+                broadcastable to the layer's output ``(N, K, *S')`` (e.g. per-channel
+                means). Default 0, as in the paper.
+            relative: divide the drop by ``y_c`` (default, the paper); False keeps the drop
+                ``y_c - y_c^k``.
+            perturbations_per_eval: ablated copies per example in one forward pass: each
+                forward holds at most ``perturbations_per_eval * N`` copies of the layer's
+                output.
+            max_channels: None (default): every channel. An int ``m >= 1`` or a fraction
+                ``f`` in (0, 1] ablates, per example, only the ``min(m, K)`` (or
+                ``ceil(f * K)``) channels ranked highest by ``channel_criterion``; the others
+                get weight 0 and cost no forward.
+            channel_criterion: ``"variance"`` (default) or ``"mean"`` of ``A_k`` over its
+                positions, for ``max_channels``.
+            relu_attributions: apply ReLU to the map at layer resolution (default True).
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``. Not taken by :class:`AblationCAM3D`.
+            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
+                dims; ``"nearest"`` and ``"area"`` also work. Not taken by
+                :class:`AblationCAM3D`.
+            align_corners: passed to the linear interpolation. Not taken by
+                :class:`AblationCAM3D`.
+            show_progress: show a progress bar over the forward passes.
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device
+            and dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a baseline, target or option of the
+                wrong type; an output keyword passed to :class:`AblationCAM3D`.
+            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of range,
+                a layer not reached by the forward pass or not convolutional, a score of
+                exactly 0 with ``relative``, ``perturbations_per_eval < 1``, unknown options.
+        """
+        output = self._output(upsample, interpolate_mode, align_corners)
+        x, mode = self._check_call(
+            inputs,
+            target,
+            output,
+            relative=relative,
+            relu_attributions=relu_attributions,
+            show_progress=show_progress,
+        )
         check_baseline_value(baselines)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
         check_choice(score, "score", ("logit", "probability", "sigmoid"))
         max_channels = check_max_channels(max_channels)
         check_choice(channel_criterion, "channel_criterion", ("mean", "variance"))
-        check_flags(
-            relative=relative,
-            relu_attributions=relu_attributions,
-            upsample=upsample,
-            align_corners=align_corners,
-            show_progress=show_progress,
-        )
-        mode = interpolation_mode(x.dim() - 2, interpolate_mode)
         args = format_additional_args(additional_forward_args)
-        warn_if_training(self.forward_func, self.layer)
         n = x.shape[0]
 
         with torch.no_grad():
-            output, raw = forward_with_capture(
+            out, raw = forward_with_capture(
                 self.forward_func, self.layer, x, args, device_ids=self.device_ids
             )
             acts = apply_reshape(self.reshape_transform, raw, n)
-            if acts.dim() != x.dim():
-                raise ValueError(
-                    f"the layer's activations have shape {tuple(acts.shape)} but Ablation-CAM "
-                    f"needs (N, channels, *spatial) with the {x.dim() - 2} spatial dims of the "
-                    f"inputs {tuple(x.shape)}; choose a convolutional layer, or pass "
-                    "reshape_transform= (captum_medcam.reshapes) for a transformer's tokens"
-                )
+            self._check_activations(acts, x, "Ablation-CAM")
             acts = acts.to(x.dtype)
             base = _activation_baseline(baselines, acts)
-            targets = per_sample_target(target, n, output)
-            clean = class_scores(
-                output.to(x.dtype), targets, torch.arange(n, device=x.device), score
-            )
+            targets = per_sample_target(target, n, out)
+            clean = class_scores(out.to(x.dtype), targets, torch.arange(n, device=x.device), score)
             selected = (
                 None
                 if max_channels is None
                 else select_channels(acts, max_channels, channel_criterion)
             )
-            todo = channels_to_ablate(acts, base, selected)
             ablated = clean.unsqueeze(1).repeat(1, acts.shape[1])
-            owner, channel = todo.nonzero(as_tuple=True)
+            owner, channel = channels_to_ablate(acts, base, selected).nonzero(as_tuple=True)
             ablated[owner, channel] = self._ablated_scores(
                 x,
                 args,
@@ -204,13 +280,10 @@ class _AblationCAM(LayerAttribution, PerturbationAttribution):
                 perturbations_per_eval,
                 show_progress,
             )
-            weights = ablation_weights(clean, ablated, relative)
-            cam = weighted_sum(weights, acts)
-            if upsample:
-                cam = resize(cam, x.shape[2:], mode, align_corners)
+            cam = weighted_sum(ablation_weights(clean, ablated, relative), acts)
             if relu_attributions:
                 cam = F.relu(cam)
-        return wrap_meta(cam, original) if upsample else cam
+        return self._finish(cam, x, inputs, output, mode)
 
     def _ablated_scores(
         self,
@@ -306,159 +379,15 @@ def _forward_replaced(
 
 
 @final
-class AblationCAM(_AblationCAM):
-    r"""Ablation-CAM: channel weights from the drop of the target's score when the channel is
-    zeroed at the layer.
-
-    For a layer with activations ``A`` of shape ``(N, K, *S')``, ``y_c`` the model's score
-    for class ``c`` and ``y_c^k`` the same score with channel ``k`` of the layer's output set
-    to zero (all its positions; the rest of the model unchanged)::
-
-        w_k = (y_c - y_c^k) / y_c
-        L   = ReLU(sum_k w_k * A_k)          then resized to the input (``Up``)
-
-    ``y_c`` is the logit by default, as in the paper and pytorch-grad-cam. One forward per
-    (example, channel), but only the layers after ``layer`` run on the ablated copies: a
-    forward hook replaces the layer's output by ``perturbations_per_eval * N`` copies per
-    forward, each with one channel ablated, and the layers before it run once per example
-    and chunk. A channel that is already zero everywhere (a dead ReLU channel) is unchanged
-    by its ablation: its weight is exactly 0 and no forward is spent on it. Memory is bounded
-    by ``perturbations_per_eval``, never by the number of channels.
-
-    Dividing by ``y_c`` scales each example's map by ``1 / y_c``: for ``y_c > 0`` it does not
-    change the map's shape, for a negative logit it flips its sign (so the ReLU keeps the
-    regions whose ablation *raises* the score), and for ``y_c = 0`` it is undefined (a
-    ``ValueError``). ``relative=False`` gives the drop ``y_c - y_c^k`` itself; with
-    ``score="probability"`` the score is always positive.
-
-    Differences from pytorch-grad-cam's ``AblationCAM`` (1.5.7), which gives the same weights
-    on a layer with non-negative activations (``tests/attr/test_ablation_cam.py`` checks it):
-
-    * it ablates to 0 only when the smallest activation of the batch is 0 and otherwise to
-      ``min - 1e7`` (its comment: "deviating from the paper"); here the value is
-      ``baselines`` (0 by default, the paper), the same for every layer;
-    * it runs the whole model on every ablated copy (the layers before the target layer
-      too), swaps the layer out of the user's model for the call and calls ``model.eval()``;
-      here one hook lives for one call and the model is never changed;
-    * its ``ratio_channels_to_ablate`` ranks channels by their overlap with an Eigen-CAM
-      mask and ablates the top and the bottom of that ranking; the approximation here is
-      ``max_channels`` / ``channel_criterion`` as in :class:`ScoreCAM` (the others get
-      weight 0, as pytorch-grad-cam also gives its skipped channels);
-    * it min-max normalises the map (a display step, left out here) and resizes it with
-      OpenCV, in 2D only.
-
-    Transformers: pass ``reshape_transform=`` to the constructor (see
-    :mod:`captum_medcam.reshapes`); the ablated channel is mapped back to the layer's output
-    (its tokens' features), so the reshape must rearrange or select elements only.
-
-    References:
-        Desai, Ramaswamy. "Ablation-CAM: Visual Explanations for Deep Convolutional Network
-        via Gradient-free Localization". WACV 2020.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from captum_medcam import AblationCAM
-        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
-        >>> cam = AblationCAM(model, model[1])
-        >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
-        torch.Size([2, 1, 16, 16])
-    """
-
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        score: Score = "logit",
-        baselines: float | Tensor = 0.0,
-        relative: bool = True,
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        max_channels: int | float | None = None,
-        channel_criterion: ChannelCriterion = "variance",
-        relu_attributions: bool = True,
-        upsample: bool = True,
-        interpolate_mode: str | None = None,
-        align_corners: bool = False,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute Ablation-CAM maps.
-
-        Args:
-            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
-            target: the class to explain, as in Captum: an int, a tuple, a tensor or list
-                with one entry per example, or None when the model returns one score per
-                example.
-            additional_forward_args: further arguments of the model, as in Captum. When it
-                holds per-example tensors, each ablated copy runs the whole model (the
-                arguments may be used before the layer).
-            score: ``"logit"`` (default, the paper and pytorch-grad-cam), ``"probability"``
-                (softmax; sigmoid for a single output) or ``"sigmoid"`` (of the target
-                label's logit alone, for multi-label heads).
-            baselines: the value an ablated channel takes: a number, or a tensor
-                broadcastable to the layer's output ``(N, K, *S')`` (e.g. per-channel
-                means). Default 0, as in the paper.
-            relative: divide the drop by ``y_c`` (default, the paper); False keeps the drop
-                ``y_c - y_c^k``.
-            perturbations_per_eval: ablated copies per example in one forward pass: each
-                forward holds at most ``perturbations_per_eval * N`` copies of the layer's
-                output.
-            max_channels: None (default): every channel. An int ``m >= 1`` or a fraction
-                ``f`` in (0, 1] ablates, per example, only the ``min(m, K)`` (or
-                ``ceil(f * K)``) channels ranked highest by ``channel_criterion``; the others
-                get weight 0 and cost no forward.
-            channel_criterion: ``"variance"`` (default) or ``"mean"`` of ``A_k`` over its
-                positions, for ``max_channels``.
-            relu_attributions: apply ReLU to the map (default True, as the paper).
-            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
-                layer resolution ``(N, 1, *S')``.
-            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
-                dims; ``"nearest"`` and ``"area"`` also work.
-            align_corners: passed to the interpolation.
-            show_progress: show a progress bar over the forward passes.
-
-        Returns:
-            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device
-            and dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
-
-        Raises:
-            TypeError: inputs not a floating tensor; a baseline, target or option of the
-                wrong type.
-            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of range,
-                a layer not reached by the forward pass or not convolutional, a score of
-                exactly 0 with ``relative``, ``perturbations_per_eval < 1``, unknown options.
-        """
-        return self._ablation_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            score=score,
-            baselines=baselines,
-            relative=relative,
-            perturbations_per_eval=perturbations_per_eval,
-            max_channels=max_channels,
-            channel_criterion=channel_criterion,
-            relu_attributions=relu_attributions,
-            upsample=upsample,
-            interpolate_mode=interpolate_mode,
-            align_corners=align_corners,
-            show_progress=show_progress,
-            spatial_dims=None,
-        )
-
-
-@final
-class AblationCAM3D(_AblationCAM):
+class AblationCAM3D(AblationCAM):
     r"""Ablation-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
 
-    The same computation as :class:`AblationCAM` (see there for the formula and the
-    differences from pytorch-grad-cam, whose Ablation-CAM does not run on volumes), with the
-    contract a volume pipeline needs: 5-D input is required, the map is always returned at
-    input resolution, upsampled trilinearly with ``align_corners=False``, and a MONAI
-    ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine.
+    :class:`AblationCAM` (see there for the formula and the differences from
+    pytorch-grad-cam, whose Ablation-CAM does not run on volumes) with 5-D input required and
+    the map always upsampled trilinearly to the input volume (``align_corners=False``);
+    ``upsample``, ``interpolate_mode`` and ``align_corners`` are fixed (passing one is a
+    ``TypeError``). A MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same
+    affine.
 
     References:
         Desai, Ramaswamy. "Ablation-CAM: Visual Explanations for Deep Convolutional Network
@@ -470,55 +399,8 @@ class AblationCAM3D(_AblationCAM):
         >>> from captum_medcam import AblationCAM3D
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
         >>> cam = AblationCAM3D(net, net.layer4)
-        >>> cam.attribute(torch.randn(1, 1, 32, 32, 32), target=1).shape  # doctest: +SKIP
+        >>> cam.attribute(torch.randn(1, 1, 32, 32, 32), target=1).shape
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        score: Score = "logit",
-        baselines: float | Tensor = 0.0,
-        relative: bool = True,
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        max_channels: int | float | None = None,
-        channel_criterion: ChannelCriterion = "variance",
-        relu_attributions: bool = True,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute Ablation-CAM maps for volumes.
-
-        Args:
-            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
-            target, additional_forward_args, score, baselines, relative,
-            perturbations_per_eval, max_channels, channel_criterion, relu_attributions,
-            show_progress: as in :meth:`AblationCAM.attribute`.
-
-        Returns:
-            Maps ``(N, 1, D, H, W)`` at input resolution.
-
-        Raises:
-            ValueError: inputs that are not 5-D, and the errors of
-                :meth:`AblationCAM.attribute`.
-        """
-        return self._ablation_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            score=score,
-            baselines=baselines,
-            relative=relative,
-            perturbations_per_eval=perturbations_per_eval,
-            max_channels=max_channels,
-            channel_criterion=channel_criterion,
-            relu_attributions=relu_attributions,
-            upsample=True,
-            interpolate_mode="trilinear",
-            align_corners=False,
-            show_progress=show_progress,
-            spatial_dims=3,
-        )
+    fixed_output = VOLUME

@@ -11,30 +11,23 @@ from typing import Any, final
 
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerAttribution, PerturbationAttribution
-from torch import Tensor, nn
+from captum.attr import PerturbationAttribution
+from torch import Tensor
 
 from captum_medcam._core.checks import (
     DEFAULT_SEED,
     check_choice,
     check_finite_float,
-    check_flags,
-    check_forward_and_layer,
-    check_inputs,
     check_positive_int,
-    check_target_type,
     format_additional_args,
     index_additional_args,
     make_generator,
-    warn_if_training,
 )
-from captum_medcam._core.meta import unwrap_meta, wrap_meta
-from captum_medcam._core.spatial import interpolation_mode, minmax_normalize, resize
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
+from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
 from captum_medcam.attr._cam import weighted_sum
-from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
-from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 from captum_medcam.attr._score_cam import (
     DEFAULT_PERTURBATIONS_PER_EVAL,
     NormalizeAt,
@@ -106,27 +99,10 @@ class _SharedNoise:
         return torch.stack(rows).unsqueeze(1)
 
 
-class _SampledScoreCAM(LayerAttribution, PerturbationAttribution):
+class _SampledScoreCAM(CAMBase, PerturbationAttribution):
     """Shared implementation of SS-CAM and IS-CAM; use the public classes."""
 
     _name = "Score-CAM"
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: nn.Module,
-        device_ids: list[int] | None = None,
-        *,
-        reshape_transform: ReshapeTransform | None = None,
-    ) -> None:
-        check_forward_and_layer(forward_func, layer, device_ids)
-        LayerAttribution.__init__(self, forward_func, layer, device_ids)
-        PerturbationAttribution.__init__(self, forward_func)
-        self.reshape_transform = check_reshape_transform(reshape_transform)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
 
     def _run(
         self,
@@ -172,18 +148,21 @@ class _SampledScoreCAM(LayerAttribution, PerturbationAttribution):
         baselines: float | Tensor | None,
         channel_softmax: bool,
         normalize_at: NormalizeAt,
-        align_corners: bool,
         perturbations_per_eval: int,
         relu_attributions: bool,
         attribute_to_layer_input: bool,
-        upsample: bool,
-        interpolate_mode: str | None,
+        output: CAMOutput,
         show_progress: bool,
-        spatial_dims: int | None,
     ) -> Tensor:
-        original = inputs
-        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
-        check_target_type(target)
+        x, mode = self._check_call(
+            inputs,
+            target,
+            output,
+            channel_softmax=channel_softmax,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            show_progress=show_progress,
+        )
         check_positive_int(num_samples, "num_samples")
         if smooth:
             std = check_finite_float(std, "std", low=0.0)
@@ -191,39 +170,16 @@ class _SampledScoreCAM(LayerAttribution, PerturbationAttribution):
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
         check_choice(score, "score", ("probability", "logit", "sigmoid"))
         check_choice(normalize_at, "normalize_at", ("input", "layer"))
-        check_flags(
-            channel_softmax=channel_softmax,
-            align_corners=align_corners,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            upsample=upsample,
-            show_progress=show_progress,
-        )
         base = None if baselines is None else _input_baseline(baselines, x)
-        mode = interpolation_mode(x.dim() - 2, interpolate_mode)
         args = format_additional_args(additional_forward_args)
-        warn_if_training(self.forward_func, self.layer)
+        align_corners = output.align_corners
         n = x.shape[0]
+        out, acts = self._capture(
+            x, args, attribute_to_layer_input=attribute_to_layer_input, method=self._name
+        )
 
         with torch.no_grad():
-            output, acts = forward_with_capture(
-                self.forward_func,
-                self.layer,
-                x,
-                args,
-                attribute_to_layer_input=attribute_to_layer_input,
-                device_ids=self.device_ids,
-            )
-            acts = apply_reshape(self.reshape_transform, acts, n)
-            if acts.dim() != x.dim():
-                raise ValueError(
-                    f"the layer's activations have shape {tuple(acts.shape)} but {self._name} "
-                    f"needs (N, channels, *spatial) with the {x.dim() - 2} spatial dims of the "
-                    f"inputs {tuple(x.shape)}; choose a convolutional layer, or pass "
-                    "reshape_transform= (captum_medcam.reshapes) for a transformer's tokens"
-                )
-            acts = acts.to(x.dtype)
-            targets = per_sample_target(target, n, output)
+            targets = per_sample_target(target, n, out)
             keys, constant = minmax_normalize(acts)
 
             def at_input(maps: Tensor) -> Tensor:
@@ -281,31 +237,13 @@ class _SampledScoreCAM(LayerAttribution, PerturbationAttribution):
             else:
                 weights = weights.masked_fill(constant, 0.0)
             cam = weighted_sum(weights, acts)
-            if upsample:
-                cam = resize(cam, x.shape[2:], mode, align_corners)
             if relu_attributions:
                 cam = F.relu(cam)
-        return wrap_meta(cam, original) if upsample else cam
+        return self._finish(cam, x, inputs, output, mode)
 
 
-_DOC_VARIANTS = """
-    The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
-    formula): logits, a softmax over channels, masks min-max normalised at layer resolution
-    and then upsampled. The other Score-CAM variants are options with the meaning they have
-    in :class:`ScoreCAM` (``score``, ``baselines``, ``channel_softmax``, ``normalize_at``,
-    ``align_corners``). torchcam subtracts the unmasked input's score from every weight; under
-    the channel softmax that per-example constant cancels, so it is not repeated here (pass
-    ``baselines`` to subtract a baseline input's score, which matters without the softmax).
-    torchcam adds ``1e-8`` to each map's range when normalising (here constant maps are exact
-    zeros) and works in chunks of 32 masked inputs; neither changes the result beyond
-    rounding.
-"""
-
-
-@final
 class SSCAM(_SampledScoreCAM):
-    __doc__ = (
-        r"""SS-CAM, smoothed Score-CAM: Score-CAM's channel score averaged over noisy masks.
+    r"""SS-CAM, smoothed Score-CAM: Score-CAM's channel score averaged over noisy masks.
 
     For a layer with activations ``A`` of shape ``(N, K, *S')`` and inputs ``x`` of shape
     ``(N, C, *S)``, with ``H_k = Up(s(A_k))`` the min-max normalised map of channel ``k``
@@ -313,7 +251,7 @@ class SSCAM(_SampledScoreCAM):
     sample and channel, shared by the input channels::
 
         w_k = softmax_k( (1/N) sum_{i=1..N} f_c(x * (H_k + delta_i)) )
-        L   = ReLU(sum_k w_k * A_k)          then resized to the input
+        L   = Up(ReLU(sum_k w_k * A_k))
 
     ``f_c`` is the logit of class ``c``. Noise added to the masks is the paper's first
     variant (SS-CAM(1), smoothing the feature maps), as torchcam implements it; the paper's
@@ -321,18 +259,35 @@ class SSCAM(_SampledScoreCAM):
     (35 x 512 for a ResNet-18 ``layer4``), ``perturbations_per_eval * N`` masked inputs per
     forward, made chunk by chunk: memory does not grow with the channels or the samples.
     Constant channels have no mask but the noise: they take part under the channel softmax
-    (as in torchcam) and get weight 0 without it.
+    (as in torchcam) and get weight 0 without it. ``std=0`` and ``num_samples=1`` give
+    Score-CAM.
 
     Randomness: ``generator`` is an int seed (default 0) or a ``torch.Generator``. A seed
     draws the noise of each (sample, channel) pair from a new generator, in order, and gives
     every example the same draws, so a map does not depend on the batch it is in, nor on
     ``perturbations_per_eval``, and a call is reproducible. A generator draws independent
     noise for every example and advances. Torch's global random state is never used. With
-    one example, ``generator=torch.Generator().manual_seed(s)`` (or the seed ``s``) draws the
-    same noise as torchcam after ``torch.manual_seed(s)`` on the CPU, in float32.
-"""
-        + _DOC_VARIANTS
-        + r"""
+    one example, the seed ``s`` draws the same noise as torchcam after ``torch.manual_seed(s)``
+    (on the CPU, in float32, when the number of input positions is a multiple of 16).
+
+    The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
+    formula): logits, a softmax over channels, masks min-max normalised at layer resolution
+    and then upsampled, ReLU at layer resolution. The other Score-CAM variants are options
+    with the meaning they have in :class:`ScoreCAM` (``score``, ``baselines``,
+    ``channel_softmax``, ``normalize_at``, ``align_corners``). torchcam subtracts the
+    unmasked input's score from every weight; under the channel softmax that per-example
+    constant cancels, so it is not repeated here (``baselines`` subtracts a baseline input's
+    score, which matters without the softmax). torchcam adds ``1e-8`` to each map's range
+    when normalising (here constant maps are exact zeros) and works in chunks of 32 masked
+    inputs; neither changes the result beyond rounding.
+
+    Args:
+        forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
+        layer: the module whose output (or input) the map explains.
+        device_ids: as in Captum, for ``DataParallel`` models.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`).
+
     References:
         Wang, Naidu, Michael, Kundu. "SS-CAM: Smoothed Score-CAM for Sharper Visual Feature
         Localization". 2020. arXiv:2006.14255.
@@ -349,7 +304,6 @@ class SSCAM(_SampledScoreCAM):
         >>> maps.shape, torch.equal(maps, cam.attribute(x, target=[0, 2], num_samples=4))
         (torch.Size([2, 1, 16, 16]), True)
     """
-    )
 
     _name = "SS-CAM"
 
@@ -367,18 +321,19 @@ class SSCAM(_SampledScoreCAM):
         baselines: float | Tensor | None = None,
         channel_softmax: bool = True,
         normalize_at: NormalizeAt = "layer",
-        align_corners: bool = False,
         perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
         interpolate_mode: str | None = None,
+        align_corners: bool = False,
         show_progress: bool = False,
     ) -> Tensor:
         """Compute SS-CAM maps.
 
         Args:
-            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D for :class:`SSCAM3D`),
+                floating point, a tensor or a MONAI ``MetaTensor``.
             target: the class to explain, as in Captum: an int, a tuple, a tensor or list
                 with one entry per example, or None when the model returns one score per
                 example.
@@ -386,19 +341,29 @@ class SSCAM(_SampledScoreCAM):
                 whose first dim is ``N`` are indexed with their example.
             num_samples: noisy masks per channel (default 35, as torchcam).
             std: standard deviation of the noise added to the masks, which lie in [0, 1]
-                (default 2.0, as torchcam); 0 gives Score-CAM.
+                (default 2.0, as torchcam).
             generator: an int seed (default 0) or a ``torch.Generator`` for the noise (see
                 *Randomness* above).
-            score, baselines, channel_softmax, normalize_at, align_corners: the Score-CAM
-                variant, as in :meth:`ScoreCAM.attribute` (defaults: torchcam's).
+            score: ``"logit"`` (default), ``"probability"`` (softmax; sigmoid for a single
+                output) or ``"sigmoid"`` (of the target label's logit alone), as in
+                :meth:`ScoreCAM.attribute`.
+            baselines: None (default), or a number or tensor broadcastable to ``inputs``
+                whose score is subtracted from every weight.
+            channel_softmax: apply a softmax over channels to the weights (default True).
+                Constant channels then take part with the score of their mask.
+            normalize_at: ``"layer"`` (default) min-max normalises the maps at layer
+                resolution, then upsamples; ``"input"`` normalises the upsampled maps.
             perturbations_per_eval: masked copies per example in one forward pass; each
-                forward holds at most ``perturbations_per_eval * N`` inputs.
-            relu_attributions: apply ReLU to the map (default True).
+                forward holds at most ``perturbations_per_eval * N`` inputs, made chunk by
+                chunk.
+            relu_attributions: apply ReLU to the map at layer resolution (default True).
             attribute_to_layer_input: use the layer's input instead of its output.
             upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
-                layer resolution ``(N, 1, *S')``.
+                layer resolution ``(N, 1, *S')``. Not taken by the 3D entry point.
             interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
-                dims; ``"nearest"`` and ``"area"`` also work.
+                dims; ``"nearest"`` and ``"area"`` also work. Not taken by the 3D entry point.
+            align_corners: passed to the linear interpolation of the masks and the map. Not
+                taken by the 3D entry point.
             show_progress: show a progress bar over the forward passes.
 
         Returns:
@@ -407,7 +372,7 @@ class SSCAM(_SampledScoreCAM):
 
         Raises:
             TypeError: inputs not a floating tensor; a generator, baseline, target or option
-                of the wrong type.
+                of the wrong type; an output keyword passed to :class:`SSCAM3D`.
             ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
                 reached by the forward pass, ``num_samples`` or ``perturbations_per_eval``
                 below 1, a negative or non-finite ``std``, a negative seed, unknown options.
@@ -424,25 +389,23 @@ class SSCAM(_SampledScoreCAM):
             baselines=baselines,
             channel_softmax=channel_softmax,
             normalize_at=normalize_at,
-            align_corners=align_corners,
             perturbations_per_eval=perturbations_per_eval,
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
-            upsample=upsample,
-            interpolate_mode=interpolate_mode,
+            output=self._output(upsample, interpolate_mode, align_corners),
             show_progress=show_progress,
-            spatial_dims=None,
         )
 
 
 @final
-class SSCAM3D(_SampledScoreCAM):
+class SSCAM3D(SSCAM):
     r"""SS-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
 
-    The same computation as :class:`SSCAM` (see there for the formula, the noise and the
-    variants), with the contract a volume pipeline needs: 5-D input is required, the map is
-    always returned at input resolution, upsampled trilinearly with ``align_corners=False``,
-    and a MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine.
+    :class:`SSCAM` (see there for the formula, the noise and the variants) with 5-D input
+    required and the map always upsampled trilinearly to the input volume
+    (``align_corners=False``, the masks too); ``upsample``, ``interpolate_mode`` and
+    ``align_corners`` are fixed (passing one is a ``TypeError``). A MONAI ``MetaTensor``
+    input gives a ``MetaTensor`` output with the same affine.
 
     References:
         Wang, Naidu, Michael, Kundu. "SS-CAM: Smoothed Score-CAM for Sharper Visual Feature
@@ -453,73 +416,16 @@ class SSCAM3D(_SampledScoreCAM):
         >>> from monai.networks.nets import resnet10
         >>> from captum_medcam import SSCAM3D
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
-        >>> cam = SSCAM3D(net, net.layer4)
+        >>> cam = SSCAM3D(net, net.layer3)  # a 2x2x2 map at 32^3
         >>> cam.attribute(torch.randn(1, 1, 32, 32, 32), target=1, num_samples=2).shape  # doctest: +SKIP
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    _name = "SS-CAM"
-
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        num_samples: int = SS_NUM_SAMPLES,
-        std: float = SS_STD,
-        generator: int | torch.Generator = DEFAULT_SEED,
-        score: Score = "logit",
-        baselines: float | Tensor | None = None,
-        channel_softmax: bool = True,
-        normalize_at: NormalizeAt = "layer",
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        relu_attributions: bool = True,
-        attribute_to_layer_input: bool = False,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute SS-CAM maps for volumes.
-
-        Args:
-            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
-            target, additional_forward_args, num_samples, std, generator, score, baselines,
-            channel_softmax, normalize_at, perturbations_per_eval, relu_attributions,
-            attribute_to_layer_input, show_progress: as in :meth:`SSCAM.attribute`.
-
-        Returns:
-            Maps ``(N, 1, D, H, W)`` at input resolution.
-
-        Raises:
-            ValueError: inputs that are not 5-D, and the errors of :meth:`SSCAM.attribute`.
-        """
-        return self._sampled_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            smooth=True,
-            num_samples=num_samples,
-            std=std,
-            generator=generator,
-            score=score,
-            baselines=baselines,
-            channel_softmax=channel_softmax,
-            normalize_at=normalize_at,
-            align_corners=False,
-            perturbations_per_eval=perturbations_per_eval,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            upsample=True,
-            interpolate_mode="trilinear",
-            show_progress=show_progress,
-            spatial_dims=3,
-        )
+    fixed_output = VOLUME
 
 
-@final
 class ISCAM(_SampledScoreCAM):
-    __doc__ = (
-        r"""IS-CAM, integrated Score-CAM: Score-CAM's channel score averaged along a path of
+    r"""IS-CAM, integrated Score-CAM: Score-CAM's channel score averaged along a path of
     growing masks.
 
     For a layer with activations ``A`` of shape ``(N, K, *S')``, ``H_k = Up(s(A_k))`` the
@@ -527,7 +433,7 @@ class ISCAM(_SampledScoreCAM):
     ``c_i = sum_{j=1..i} j / N = i (i + 1) / (2N)``::
 
         w_k = softmax_k( (1/N) sum_{i=1..N} f_c(c_i * (x * H_k)) )
-        L   = ReLU(sum_k w_k * A_k)          then resized to the input
+        L   = Up(ReLU(sum_k w_k * A_k))
 
     ``f_c`` is the logit of class ``c``. The step-``i`` mask is the running sum of
     ``(j / N) * H_k``, as in the paper's algorithm and torchcam's code, so the scale grows
@@ -535,10 +441,27 @@ class ISCAM(_SampledScoreCAM):
     difference between torchcam's docstring and its code. Cost: ``num_samples`` forwards per
     distinct mask; channels whose map is constant cost none (their weight is 0, or under the
     softmax the all-zero mask's score), and channels whose normalised masks are equal share
-    their forwards, as in :class:`ScoreCAM`. Deterministic.
-"""
-        + _DOC_VARIANTS
-        + r"""
+    their forwards, as in :class:`ScoreCAM`. Deterministic. ``num_samples=1`` gives
+    Score-CAM.
+
+    The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
+    formula): logits, a softmax over channels, masks min-max normalised at layer resolution
+    and then upsampled, ReLU at layer resolution. The other Score-CAM variants are options
+    with the meaning they have in :class:`ScoreCAM` (``score``, ``baselines``,
+    ``channel_softmax``, ``normalize_at``, ``align_corners``). torchcam subtracts the
+    unmasked input's score from every weight; under the channel softmax that per-example
+    constant cancels, so it is not repeated here (``baselines`` subtracts a baseline input's
+    score, which matters without the softmax). torchcam adds ``1e-8`` to each map's range
+    when normalising (here constant maps are exact zeros) and works in chunks of 32 masked
+    inputs; neither changes the result beyond rounding.
+
+    Args:
+        forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
+        layer: the module whose output (or input) the map explains.
+        device_ids: as in Captum, for ``DataParallel`` models.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`).
+
     References:
         Naidu, Ghosh, Maurya, Nayak K, Kundu. "IS-CAM: Integrated Score-CAM for
         axiomatic-based explanations". 2020. arXiv:2010.03023.
@@ -552,7 +475,6 @@ class ISCAM(_SampledScoreCAM):
         >>> ISCAM(model, model[1]).attribute(torch.randn(2, 1, 16, 16), target=[0, 2]).shape
         torch.Size([2, 1, 16, 16])
     """
-    )
 
     _name = "IS-CAM"
 
@@ -568,34 +490,45 @@ class ISCAM(_SampledScoreCAM):
         baselines: float | Tensor | None = None,
         channel_softmax: bool = True,
         normalize_at: NormalizeAt = "layer",
-        align_corners: bool = False,
         perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
         interpolate_mode: str | None = None,
+        align_corners: bool = False,
         show_progress: bool = False,
     ) -> Tensor:
         """Compute IS-CAM maps.
 
         Args:
-            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D for :class:`ISCAM3D`),
+                floating point, a tensor or a MONAI ``MetaTensor``.
             target: the class to explain, as in Captum: an int, a tuple, a tensor or list
                 with one entry per example, or None when the model returns one score per
                 example.
             additional_forward_args: further arguments of the model, as in Captum; tensors
                 whose first dim is ``N`` are indexed with their example.
             num_samples: steps of the path ``N`` (default 10, as torchcam).
-            score, baselines, channel_softmax, normalize_at, align_corners: the Score-CAM
-                variant, as in :meth:`ScoreCAM.attribute` (defaults: torchcam's).
+            score: ``"logit"`` (default), ``"probability"`` (softmax; sigmoid for a single
+                output) or ``"sigmoid"`` (of the target label's logit alone), as in
+                :meth:`ScoreCAM.attribute`.
+            baselines: None (default), or a number or tensor broadcastable to ``inputs``
+                whose score is subtracted from every weight.
+            channel_softmax: apply a softmax over channels to the weights (default True).
+                Constant channels then take part with the score of their mask.
+            normalize_at: ``"layer"`` (default) min-max normalises the maps at layer
+                resolution, then upsamples; ``"input"`` normalises the upsampled maps.
             perturbations_per_eval: masked copies per example in one forward pass; each
-                forward holds at most ``perturbations_per_eval * N`` inputs.
-            relu_attributions: apply ReLU to the map (default True).
+                forward holds at most ``perturbations_per_eval * N`` inputs, made chunk by
+                chunk.
+            relu_attributions: apply ReLU to the map at layer resolution (default True).
             attribute_to_layer_input: use the layer's input instead of its output.
             upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
-                layer resolution ``(N, 1, *S')``.
+                layer resolution ``(N, 1, *S')``. Not taken by the 3D entry point.
             interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
-                dims; ``"nearest"`` and ``"area"`` also work.
+                dims; ``"nearest"`` and ``"area"`` also work. Not taken by the 3D entry point.
+            align_corners: passed to the linear interpolation of the masks and the map. Not
+                taken by the 3D entry point.
             show_progress: show a progress bar over the forward passes.
 
         Returns:
@@ -604,7 +537,7 @@ class ISCAM(_SampledScoreCAM):
 
         Raises:
             TypeError: inputs not a floating tensor; a baseline, target or option of the
-                wrong type.
+                wrong type; an output keyword passed to :class:`ISCAM3D`.
             ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
                 reached by the forward pass, ``num_samples`` or ``perturbations_per_eval``
                 below 1, unknown options.
@@ -621,25 +554,23 @@ class ISCAM(_SampledScoreCAM):
             baselines=baselines,
             channel_softmax=channel_softmax,
             normalize_at=normalize_at,
-            align_corners=align_corners,
             perturbations_per_eval=perturbations_per_eval,
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
-            upsample=upsample,
-            interpolate_mode=interpolate_mode,
+            output=self._output(upsample, interpolate_mode, align_corners),
             show_progress=show_progress,
-            spatial_dims=None,
         )
 
 
 @final
-class ISCAM3D(_SampledScoreCAM):
+class ISCAM3D(ISCAM):
     r"""IS-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
 
-    The same computation as :class:`ISCAM` (see there for the formula and the variants),
-    with the contract a volume pipeline needs: 5-D input is required, the map is always
-    returned at input resolution, upsampled trilinearly with ``align_corners=False``, and a
-    MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine.
+    :class:`ISCAM` (see there for the formula and the variants) with 5-D input required and
+    the map always upsampled trilinearly to the input volume (``align_corners=False``, the
+    masks too); ``upsample``, ``interpolate_mode`` and ``align_corners`` are fixed (passing
+    one is a ``TypeError``). A MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with
+    the same affine.
 
     References:
         Naidu, Ghosh, Maurya, Nayak K, Kundu. "IS-CAM: Integrated Score-CAM for
@@ -650,62 +581,9 @@ class ISCAM3D(_SampledScoreCAM):
         >>> from monai.networks.nets import resnet10
         >>> from captum_medcam import ISCAM3D
         >>> net = resnet10(spatial_dims=3, n_input_channels=1, num_classes=2).eval()
-        >>> cam = ISCAM3D(net, net.layer4)
+        >>> cam = ISCAM3D(net, net.layer3)  # a 2x2x2 map at 32^3
         >>> cam.attribute(torch.randn(1, 1, 32, 32, 32), target=1, num_samples=2).shape  # doctest: +SKIP
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    _name = "IS-CAM"
-
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        num_samples: int = IS_NUM_SAMPLES,
-        score: Score = "logit",
-        baselines: float | Tensor | None = None,
-        channel_softmax: bool = True,
-        normalize_at: NormalizeAt = "layer",
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        relu_attributions: bool = True,
-        attribute_to_layer_input: bool = False,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute IS-CAM maps for volumes.
-
-        Args:
-            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
-            target, additional_forward_args, num_samples, score, baselines, channel_softmax,
-            normalize_at, perturbations_per_eval, relu_attributions,
-            attribute_to_layer_input, show_progress: as in :meth:`ISCAM.attribute`.
-
-        Returns:
-            Maps ``(N, 1, D, H, W)`` at input resolution.
-
-        Raises:
-            ValueError: inputs that are not 5-D, and the errors of :meth:`ISCAM.attribute`.
-        """
-        return self._sampled_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            smooth=False,
-            num_samples=num_samples,
-            std=0.0,
-            generator=DEFAULT_SEED,
-            score=score,
-            baselines=baselines,
-            channel_softmax=channel_softmax,
-            normalize_at=normalize_at,
-            align_corners=False,
-            perturbations_per_eval=perturbations_per_eval,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            upsample=True,
-            interpolate_mode="trilinear",
-            show_progress=show_progress,
-            spatial_dims=3,
-        )
+    fixed_output = VOLUME

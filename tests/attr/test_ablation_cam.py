@@ -41,8 +41,8 @@ def paper_loop(model, layer, x, cls, *, relu=True, relative=True):
         h.remove()
         w = (y - yk) / y if relative else y - yk
         total += w * acts[:, k : k + 1]
-    total = F.interpolate(total, size=x.shape[2:], mode=MODES[x.dim() - 2], align_corners=False)
-    return F.relu(total) if relu else total
+    total = F.relu(total) if relu else total  # at layer resolution, as pytorch-grad-cam
+    return F.interpolate(total, size=x.shape[2:], mode=MODES[x.dim() - 2], align_corners=False)
 
 
 class Counter(nn.Module):
@@ -188,8 +188,10 @@ def test_upsample_false_and_3d_entry_point_with_metatensor():
     assert isinstance(out, monai_data.MetaTensor) and out.shape == (2, 1, 8, 8, 8)
     assert torch.equal(out.affine, meta.affine)
     torch.testing.assert_close(
-        out.as_tensor(), F.relu(F.interpolate(low, size=(8, 8, 8), mode="trilinear"))
+        out.as_tensor(), F.interpolate(F.relu(low), size=(8, 8, 8), mode="trilinear")
     )
+    with pytest.raises(TypeError, match="unexpected keyword argument 'upsample'"):
+        AblationCAM3D(model, model[4]).attribute(x, target=1, upsample=False)
     with pytest.raises(ValueError, match=r"must be 5-D"):
         AblationCAM3D(small_cnn(2), small_cnn(2)[4]).attribute(
             torch.randn(1, 2, 8, 8, dtype=torch.float64), target=0

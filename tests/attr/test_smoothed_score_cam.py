@@ -95,10 +95,14 @@ def test_one_sample_without_noise_is_score_cam(dims, kind):
         {"channel_softmax": False, "score": "probability", "normalize_at": "input"},
         {"baselines": 0.0, "channel_softmax": False},
     ):
-        ours = CLASSES[kind](model, model[4]).attribute(x, target=[0, 2], **options, **variant)
+        # at layer resolution: Score-CAM applies its ReLU after upsampling (official code)
+        ours = CLASSES[kind](model, model[4]).attribute(
+            x, target=[0, 2], upsample=False, **options, **variant
+        )
         ref = ScoreCAM(model, model[4]).attribute(
             x,
             target=[0, 2],
+            upsample=False,
             **{"score": "logit", "channel_softmax": True, "normalize_at": "layer", **variant},
         )
         torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
@@ -203,6 +207,8 @@ def test_3d_entry_point_metatensor_and_upsample_false(kind):
     assert low.shape == (2, 1, 4, 4, 4)
     with pytest.raises(ValueError, match=r"must be 5-D"):
         three(model, model[4]).attribute(x[:, :, 0], target=0)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'align_corners'"):
+        three(model, model[4]).attribute(x, target=0, align_corners=True)
 
 
 @pytest.mark.parametrize("kind", ["ss", "is"])
