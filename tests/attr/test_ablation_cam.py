@@ -325,3 +325,19 @@ def test_monai_3d_resnet():
     assert_unchanged(net, before)
     ref = paper_loop(net, net.layer3, x[1:], 2, relu=False)
     torch.testing.assert_close(out[1:], ref, rtol=1e-4, atol=1e-5)
+
+
+def test_tokens_with_reshape_equal_the_grid(dims):
+    from captum_medcam.reshapes import TokensToGrid, patch_grid
+    from tests.attr.test_reshapes import _grid_model, _TokenModel
+
+    token_model = _TokenModel(dims, cls_token=False).double().eval()
+    grid_model = _grid_model(token_model, dims).double().eval()
+    x = torch.randn(2, 1, *([8, 6, 4][:dims]), dtype=torch.float64)
+    reshape = TokensToGrid(patch_grid(tuple(x.shape[2:]), 2))
+    # zeroing feature k of every token is zeroing channel k of the grid
+    got = AblationCAM(token_model, token_model.mix, reshape_transform=reshape).attribute(
+        x, target=[0, 2], perturbations_per_eval=2
+    )
+    want = AblationCAM(grid_model, grid_model[1]).attribute(x, target=[0, 2])
+    torch.testing.assert_close(got, want)
