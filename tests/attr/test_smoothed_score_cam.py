@@ -54,6 +54,7 @@ def test_integration_coefficients():
     assert integration_coefficients(1).tolist() == [1.0]
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
 def test_closed_form_is_cam(dims):
     # mask = s(x) = x; logit_0(c * x * x) = c * m with m = mean(x^2); the weight is the mean
     # of c_i * m over the path: m * (N + 1)(N + 2) / (6N).
@@ -65,6 +66,7 @@ def test_closed_form_is_cam(dims):
         torch.testing.assert_close(out, m * (n + 1) * (n + 2) / (6 * n) * x, rtol=0, atol=1e-12)
 
 
+@pytest.mark.parametrize("dims", [1, 2, 3])
 def test_closed_form_ss_cam_reproduces_the_noise(dims):
     # logit_0(x * (s(x) + delta_i)) = mean(x * x) + mean(x * delta_i), delta_i drawn from a
     # generator seeded 5, one (1, *S) draw per sample (one channel).
