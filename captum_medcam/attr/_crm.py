@@ -18,9 +18,9 @@ from captum_medcam._core.checks import (
     check_positive_int,
     check_target_type,
     format_additional_args,
-    index_additional_args,
     warn_if_training,
 )
+from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import interpolation_mode, resize
 from captum_medcam._core.targets import per_sample_target
@@ -238,19 +238,13 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         flat_acts = acts.reshape(n, channels, positions)
         flat_base = base.reshape(n, channels, positions)
         clean = output.reshape(n, -1).to(x.dtype)
-        changes = clean.new_empty(n, clean.shape[1], positions)
         # Per-example tensors among the extra arguments may be used before the layer: then
         # each copy runs the whole model. Otherwise the layers before it run once per example.
         batch_args = any(isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n for a in args)
-        total = n * positions
-        chunk = perturbations_per_eval * n
-        starts = range(0, total, chunk)
-        if show_progress:
-            from tqdm.auto import tqdm
 
-            starts = tqdm(starts, desc="CRM forwards", unit="batch")
-        for start in starts:
-            rows = torch.arange(start, min(start + chunk, total), device=x.device)
+        def build(start: int, stop: int) -> Perturbed:
+            # Job j removes position j % positions of example j // positions.
+            rows = torch.arange(start, stop, device=x.device)
             owner, where = rows // positions, rows % positions
             copies = flat_acts.index_select(0, owner).clone()
             pick = torch.arange(rows.numel(), device=x.device)
@@ -258,17 +252,37 @@ class _CRM(LayerAttribution, PerturbationAttribution):
             copies = copies.view(rows.numel(), channels, *spatial)
             if self.reshape_transform is not None:
                 copies = unreshape(self.reshape_transform, raw.index_select(0, owner), copies)
-            feed = owner if batch_args else torch.unique(owner)
-            out = self._forward_replaced(
-                x.index_select(0, feed), index_additional_args(args, owner, n), copies
+            # The examples of the chunk, each once (owners are consecutive: no host sync).
+            examples = torch.arange(
+                start // positions, (stop - 1) // positions + 1, device=x.device
             )
-            if out.shape[0] != rows.numel():
+            return Perturbed(copies, owner, owner if batch_args else examples)
+
+        def forward(rows: Perturbed, rest: tuple[Any, ...]) -> Tensor:
+            out = self._forward_replaced(x.index_select(0, rows.extra), rest, rows.inputs)
+            if out.shape[0] != rows.inputs.shape[0]:
                 raise ValueError(
-                    f"the model returned {out.shape[0]} rows for {rows.numel()} perturbed copies "
-                    "of the layer's output; CRM needs a model that treats examples independently"
+                    f"the model returned {out.shape[0]} rows for {rows.inputs.shape[0]} perturbed "
+                    "copies of the layer's output; CRM needs a model that treats examples "
+                    "independently"
                 )
-            diff = clean.index_select(0, owner) - out.reshape(rows.numel(), -1).to(x.dtype)
-            changes[owner, :, where] = diff
+            return out
+
+        outputs = run_jobs(
+            None,
+            x,
+            None,
+            args,
+            n * positions,
+            build,
+            chunk_size=perturbations_per_eval * n,
+            score="output",
+            forward=forward,
+            show_progress=show_progress,
+            desc="CRM forwards",
+        )
+        scored = outputs.reshape(n, positions, -1).to(x.dtype)
+        changes = (clean.unsqueeze(1) - scored).transpose(1, 2).contiguous()
         return changes.view(n, clean.shape[1], *spatial)
 
     def _forward_replaced(self, x: Tensor, args: tuple[Any, ...], copies: Tensor) -> Tensor:

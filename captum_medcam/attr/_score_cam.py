@@ -23,9 +23,9 @@ from captum_medcam._core.checks import (
     check_positive_int,
     check_target_type,
     format_additional_args,
-    index_additional_args,
     warn_if_training,
 )
+from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import interpolation_mode, minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
@@ -141,22 +141,26 @@ class _ScoreCAM(LayerAttribution, PerturbationAttribution):
             masks, owner, slots = _distinct_masks(
                 keys, constant, zero_mask=channel_softmax, selected=selected
             )
-            scores = torch.empty(owner.shape[0], dtype=x.dtype, device=x.device)
-            chunk = perturbations_per_eval * n
-            starts = range(0, owner.shape[0], chunk)
-            if show_progress:
-                from tqdm.auto import tqdm
 
-                starts = tqdm(starts, desc="Score-CAM forwards", unit="batch")
-            for start in starts:
-                index = owner[start : start + chunk]
-                mask = resize(masks[start : start + chunk], x.shape[2:], mode, align_corners)
+            def build(start: int, stop: int) -> Perturbed:
+                index = owner[start:stop]
+                mask = resize(masks[start:stop], x.shape[2:], mode, align_corners)
                 if normalize_at == "input":
                     mask = minmax_normalize(mask)[0]
-                batch_out = self.forward_func(
-                    x.index_select(0, index) * mask, *index_additional_args(args, index, n)
-                )
-                scores[start : start + chunk] = class_scores(batch_out, targets, index, score)
+                return Perturbed(x.index_select(0, index) * mask, index)
+
+            scores = run_jobs(
+                self.forward_func,
+                x,
+                targets,
+                args,
+                owner.shape[0],
+                build,
+                chunk_size=perturbations_per_eval * n,
+                score=score,
+                show_progress=show_progress,
+                desc="Score-CAM forwards",
+            )
 
             # (N, K): each channel takes its mask's score; with every map constant there is
             # no mask at all and every weight is 0, as in the official code.

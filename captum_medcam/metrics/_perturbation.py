@@ -1,4 +1,4 @@
-"""The perturbation engine shared by deletion, insertion and AOPC.
+"""The perturbation curves shared by deletion, insertion and AOPC.
 
 Every metric here scores a sequence of inputs in which the highest ranked units (voxels or
 regions) are swapped with a substrate. With ``order`` the rank of each voxel's unit
@@ -11,7 +11,8 @@ The engine lists the distinct ``(threshold, substrate, direction)`` points of al
 curves, so an input that two curves share (the clean input; the fully deleted input, which
 is also insertion's start when both use the same substrate) is evaluated once. Jobs
 ``(point, example)`` are then built on the fly, ``max_examples_per_batch`` at a time, and run
-under ``torch.no_grad()``: memory is bounded by the batch knob, not by the number of steps.
+under ``torch.no_grad()`` by the package's engine (:mod:`captum_medcam._core.engine`):
+memory is bounded by the batch knob, not by the number of steps.
 Curves that carry no information about the order issue a :class:`DegenerateCurveWarning`.
 """
 
@@ -32,10 +33,10 @@ from captum_medcam._core.checks import (
     check_positive_int,
     check_target_type,
     format_additional_args,
-    index_additional_args,
     user_stacklevel,
     warn_if_training,
 )
+from captum_medcam._core.engine import Perturbed, forward_in_chunks, progress_bar, run_jobs
 from captum_medcam._core.meta import unwrap_meta
 from captum_medcam._core.targets import METRIC_SCORES, MetricScore, class_scores, per_sample_target
 
@@ -253,39 +254,24 @@ def run_curves(
     stacked = substrates[0].unsqueeze(0) if len(substrates) == 1 else torch.stack(list(substrates))
     view = (-1,) + (1,) * (x.dim() - 1)
 
+    def build(start: int, stop: int) -> Perturbed:
+        # Job j scores point j // n of example j % n.
+        ids = torch.arange(start, stop, device=x.device)
+        k, s = ids // n, ids % n
+        shown = (order.index_select(0, s) < key_t[k].view(view)) != key_insert[k].view(view)
+        return Perturbed(torch.where(shown, stacked[key_sub[k], s], x.index_select(0, s)), s)
+
     n_jobs = n_keys * n
-    bar = None
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=-(-n // chunk) + -(-n_jobs // chunk), desc="metric forwards", unit="batch")
-
+    bar = progress_bar(-(-n // chunk) + -(-n_jobs // chunk), "metric forwards", show=show_progress)
     try:
-        with torch.no_grad():
-            outputs = []
-            for i in range(0, n, chunk):
-                index = everyone[i : i + chunk]
-                outputs.append(
-                    forward_func(x[i : i + chunk], *index_additional_args(args, index, n))
-                )
-                if bar is not None:
-                    bar.update(1)
-            clean_out = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
-            targets = _resolve_target(target, n, clean_out, score)
-            clean = _score(clean_out, targets, everyone, score, x.dtype)
-            flat_scores = clean.new_empty(n_keys * n)
-            for start in range(0, n_jobs, chunk):
-                ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
-                k, s = ids // n, ids % n
-                shown = (order.index_select(0, s) < key_t[k].view(view)) != key_insert[k].view(view)
-                perturbed = torch.where(shown, stacked[key_sub[k], s], x.index_select(0, s))
-                out = forward_func(perturbed, *index_additional_args(args, s, n))
-                flat_scores[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
-                if bar is not None:
-                    bar.update(1)
+        clean_out = forward_in_chunks(forward_func, x, args, chunk_size=chunk, bar=bar)
+        targets = _resolve_target(target, n, clean_out, score)
+        clean = _score(clean_out, targets, everyone, score, x.dtype)
+        flat_scores = run_jobs(
+            forward_func, x, targets, args, n_jobs, build, chunk_size=chunk, score=score, bar=bar
+        )
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     scores = flat_scores.view(n_keys, n)
     curves = [
         torch.stack([clean if c is None else scores[c] for c in cols], dim=1) for cols in columns
@@ -325,7 +311,7 @@ def _warn_if_degenerate(
     stacked: Tensor,
     specs: Sequence[CurveSpec],
     curves: Sequence[Tensor],
-    score: str,
+    score: MetricScore,
     chunk: int,
 ) -> None:
     """Warn once when some curves carry no information about the order of the units.
@@ -369,15 +355,19 @@ def _warn_if_degenerate(
             stops_early = min(max(int(spec.thresholds[-1]), 0), full) != full
             picks = torch.tensor(points + [full] * stops_early, device=x.device)
             n_jobs = picks.shape[0] * n
-            rev = x.new_empty(n_jobs, dtype=curves[i].dtype)
-            for start in range(0, n_jobs, chunk):
-                ids = torch.arange(start, min(start + chunk, n_jobs), device=x.device)
+
+            def build(
+                start: int, stop: int, spec: CurveSpec = spec, picks: Tensor = picks
+            ) -> Perturbed:
+                ids = torch.arange(start, stop, device=x.device)
                 k, s = ids // n, ids % n
                 shown = (reverse.index_select(0, s) < picks[k].view(view)) != spec.insert
                 sub = stacked[spec.substrate].index_select(0, s)
-                perturbed = torch.where(shown, sub, x.index_select(0, s))
-                out = forward_func(perturbed, *index_additional_args(args, s, n))
-                rev[start : start + ids.shape[0]] = _score(out, targets, s, score, x.dtype)
+                return Perturbed(torch.where(shown, sub, x.index_select(0, s)), s)
+
+            rev = run_jobs(
+                forward_func, x, targets, args, n_jobs, build, chunk_size=chunk, score=score
+            )
             rev = rev.view(-1, n).T  # (N, points [+ full])
             final = curves[i][:, -1:]
             if stops_early and not bool(same_score(rev[:, -1:], final).all()):

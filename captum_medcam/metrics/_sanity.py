@@ -30,6 +30,7 @@ from captum_medcam._core.checks import (
     make_generator,
     user_stacklevel,
 )
+from captum_medcam._core.engine import progress_bar
 from captum_medcam._core.layers import get_layer
 from captum_medcam._core.meta import unwrap_meta
 from captum_medcam._core.spatial import minmax_normalize, resize
@@ -457,20 +458,20 @@ def model_parameter_randomization(
     original = run()
     scores: dict[str, list[Tensor]] = {name: [] for name in measures}
     kept: list[Tensor] = []
-    steps: Iterable[int] = range(len(names))
-    if show_progress:
-        from tqdm.auto import tqdm
-
-        steps = tqdm(steps, desc="randomising layers", unit="layer")
-    for i in steps:
-        if trained is not None and i > 0:
-            work.load_state_dict(trained)
-        _reinit_under_seed(modules[i], reinit, seeds[i])
-        maps = run()
-        for name, value in _similarities(original, maps, measures, absolute).items():
-            scores[name].append(value)
-        if return_maps:
-            kept.append(maps)
+    bar = progress_bar(len(names), "randomising layers", unit="layer", show=show_progress)
+    try:
+        for i in range(len(names)):
+            if trained is not None and i > 0:
+                work.load_state_dict(trained)
+            _reinit_under_seed(modules[i], reinit, seeds[i])
+            maps = run()
+            for name, value in _similarities(original, maps, measures, absolute).items():
+                scores[name].append(value)
+            if return_maps:
+                kept.append(maps)
+            bar.update(1)
+    finally:
+        bar.close()
     return RandomizationResult(
         layers=tuple(names),
         mode=mode,

@@ -13,9 +13,9 @@ from captum_medcam._core.checks import (
     check_int,
     check_positive_int,
     format_additional_args,
-    index_additional_args,
     warn_if_training,
 )
+from captum_medcam._core.engine import forward_in_chunks
 from captum_medcam._core.meta import unwrap_meta
 from captum_medcam.metrics._perturbation import DEFAULT_MAX_EXAMPLES_PER_BATCH
 
@@ -72,18 +72,12 @@ def correctly_classified(
     chunk = max_examples_per_batch or n
     args = format_additional_args(additional_forward_args)
     warn_if_training(forward_func)
-    everyone = torch.arange(n, device=x.device)
-    predicted = []
-    with torch.no_grad():
-        for i in range(0, n, chunk):
-            index = everyone[i : i + chunk]
-            out = forward_func(x[i : i + chunk], *index_additional_args(args, index, n))
-            if out.dim() != 2:
-                raise ValueError(
-                    f"the model's output must be (N, K) class scores, got shape {tuple(out.shape)}"
-                )
-            predicted.append(out.argmax(1))
-    return torch.cat(predicted) == labels.reshape(-1).to(x.device)
+    out = forward_in_chunks(forward_func, x, args, chunk_size=chunk)
+    if out.dim() != 2:
+        raise ValueError(
+            f"the model's output must be (N, K) class scores, got shape {tuple(out.shape)}"
+        )
+    return out.argmax(1) == labels.reshape(-1).to(x.device)
 
 
 class Summary(NamedTuple):
