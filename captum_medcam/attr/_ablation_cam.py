@@ -16,8 +16,8 @@ from captum_medcam._core.checks import (
     check_choice,
     check_positive_int,
     format_additional_args,
-    index_additional_args,
 )
+from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase
 from captum_medcam.attr._cam import weighted_sum
@@ -300,40 +300,51 @@ class AblationCAM(CAMBase, PerturbationAttribution):
         show_progress: bool,
     ) -> Tensor:
         """The target's score ``(J,)`` with channel ``channel[j]`` of example ``owner[j]``
-        ablated, ``perturbations_per_eval * N`` ablated copies per forward."""
+        ablated, through the engine: ``perturbations_per_eval * N`` ablated copies per
+        forward, each chunk's copies made when it runs."""
         n = x.shape[0]
-        total = owner.shape[0]
-        scores = x.new_empty(total)
         # Per-example tensors among the extra arguments may be used before the layer: then
-        # each copy runs the whole model. Otherwise the layers before it run once per example.
+        # each copy runs the whole model. Otherwise the layers before it run once for each
+        # example of the chunk (owners are sorted: the chunk's examples are a range, read
+        # from a host copy made once, so building a chunk needs no host sync).
         batch_args = any(isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n for a in args)
-        chunk = perturbations_per_eval * n
-        starts = range(0, total, chunk)
-        if show_progress:
-            from tqdm.auto import tqdm
+        first_last = owner.cpu()
 
-            starts = tqdm(starts, desc="Ablation-CAM forwards", unit="batch")
-        for start in starts:
-            who, what = owner[start : start + chunk], channel[start : start + chunk]
-            copies = ablate_channels(acts, base, who, what)
+        def build(start: int, stop: int) -> Perturbed:
+            who = owner[start:stop]
+            copies = ablate_channels(acts, base, who, channel[start:stop])
             if self.reshape_transform is not None:
                 copies = unreshape(self.reshape_transform, raw.index_select(0, who), copies)
-            feed = who if batch_args else torch.unique(who)
-            out = _forward_replaced(
-                self.forward_func,
-                self.layer,
-                x.index_select(0, feed),
-                index_additional_args(args, who, n),
-                copies,
+            examples = torch.arange(
+                int(first_last[start]), int(first_last[stop - 1]) + 1, device=x.device
             )
-            if out.shape[0] != who.shape[0]:
+            return Perturbed(copies, who, who if batch_args else examples)
+
+        def forward(rows: Perturbed, rest: tuple[Any, ...]) -> Tensor:
+            out = _forward_replaced(
+                self.forward_func, self.layer, x.index_select(0, rows.extra), rest, rows.inputs
+            )
+            if out.shape[0] != rows.inputs.shape[0]:
                 raise ValueError(
-                    f"the model returned {out.shape[0]} rows for {who.shape[0]} ablated copies "
-                    "of the layer's output; Ablation-CAM needs a model that treats examples "
-                    "independently"
+                    f"the model returned {out.shape[0]} rows for {rows.inputs.shape[0]} ablated "
+                    "copies of the layer's output; Ablation-CAM needs a model that treats "
+                    "examples independently"
                 )
-            scores[start : start + chunk] = class_scores(out.to(x.dtype), targets, who, score)
-        return scores
+            return out
+
+        return run_jobs(
+            None,
+            x,
+            targets,
+            args,
+            owner.shape[0],
+            build,
+            chunk_size=perturbations_per_eval * n,
+            score=score,
+            forward=forward,
+            show_progress=show_progress,
+            desc="Ablation-CAM forwards",
+        )
 
 
 def _activation_baseline(baselines: float | Tensor, acts: Tensor) -> Tensor:

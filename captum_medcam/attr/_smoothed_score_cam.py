@@ -6,7 +6,6 @@ SS-CAM adds Gaussian noise to each mask, IS-CAM scales each masked input along a
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, final
 
 import torch
@@ -20,9 +19,9 @@ from captum_medcam._core.checks import (
     check_finite_float,
     check_positive_int,
     format_additional_args,
-    index_additional_args,
     make_generator,
 )
+from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
@@ -104,36 +103,6 @@ class _SampledScoreCAM(CAMBase, PerturbationAttribution):
 
     _name = "Score-CAM"
 
-    def _run(
-        self,
-        x: Tensor,
-        args: tuple[Any, ...],
-        targets: Tensor | list[Any] | None,
-        score: Score,
-        owner: Tensor,
-        build: Callable[[slice], Tensor],
-        perturbations_per_eval: int,
-        show_progress: bool,
-    ) -> Tensor:
-        """The target's score ``(J,)`` of every job: ``build(rows)`` makes the masked inputs
-        of the jobs ``rows`` (``owner[rows]`` their examples), ``perturbations_per_eval * N``
-        per forward."""
-        n = x.shape[0]
-        total = owner.shape[0]
-        scores = x.new_empty(total)
-        chunk = perturbations_per_eval * n
-        starts = range(0, total, chunk)
-        if show_progress:
-            from tqdm.auto import tqdm
-
-            starts = tqdm(starts, desc=f"{self._name} forwards", unit="batch")
-        for start in starts:
-            rows = slice(start, min(start + chunk, total))
-            who = owner[rows]
-            out = self.forward_func(build(rows), *index_additional_args(args, who, n))
-            scores[rows] = class_scores(out, targets, who, score)
-        return scores
-
     def _sampled_cam(
         self,
         inputs: Tensor,
@@ -197,10 +166,10 @@ class _SampledScoreCAM(CAMBase, PerturbationAttribution):
                 noise = _SharedNoise(generator, std, tuple(x.shape[2:]), x)
                 source = keys if normalize_at == "layer" else acts
 
-                def build(rows: slice) -> Tensor:
-                    i, c = owner[rows], k_idx[rows]
-                    mask = at_input(source[i, c].unsqueeze(1)) + noise(pair[rows])
-                    return x.index_select(0, i) * mask
+                def build(start: int, stop: int) -> Perturbed:
+                    i, c = owner[start:stop], k_idx[start:stop]
+                    mask = at_input(source[i, c].unsqueeze(1)) + noise(pair[start:stop])
+                    return Perturbed(x.index_select(0, i) * mask, i)
 
             else:
                 masks, mask_owner, slots = _distinct_masks(
@@ -211,14 +180,24 @@ class _SampledScoreCAM(CAMBase, PerturbationAttribution):
                 owner = mask_owner.repeat_interleave(num_samples)
                 trailing = [1] * (x.dim() - 1)
 
-                def build(rows: slice) -> Tensor:
-                    job = torch.arange(rows.start, rows.stop, device=x.device)
+                def build(start: int, stop: int) -> Perturbed:
+                    job = torch.arange(start, stop, device=x.device)
                     mask = at_input(masks.index_select(0, job // num_samples))
                     scale = coeff[job % num_samples].view(-1, *trailing)
-                    return x.index_select(0, owner[rows]) * (mask * scale)
+                    i = owner[start:stop]
+                    return Perturbed(x.index_select(0, i) * (mask * scale), i)
 
-            scores = self._run(
-                x, args, targets, score, owner, build, perturbations_per_eval, show_progress
+            scores = run_jobs(
+                self.forward_func,
+                x,
+                targets,
+                args,
+                owner.shape[0],
+                build,
+                chunk_size=perturbations_per_eval * n,
+                score=score,
+                show_progress=show_progress,
+                desc=f"{self._name} forwards",
             )
             if smooth:
                 table = x.new_zeros(num_samples, k, n)
