@@ -121,7 +121,8 @@ class AblationCAM(CAMBase, PerturbationAttribution):
     ``score="probability"`` the score is always positive.
 
     Differences from pytorch-grad-cam's ``AblationCAM`` (1.5.7), which gives the same weights
-    on a layer with non-negative activations (``tests/attr/test_ablation_cam.py`` checks it):
+    (and, min-max normalised, the same map to 1e-6) on a layer whose activations reach 0, a
+    ReLU's output (``tests/attr/test_ablation_cam.py`` checks it):
 
     * it ablates to 0 only when the smallest activation of the batch is 0 and otherwise to
       ``min - 1e7`` (its comment: "deviating from the paper"); here the value is
