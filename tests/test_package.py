@@ -70,3 +70,21 @@ def test_the_client_tests_cover_every_attribution_class():
         and issubclass(getattr(captum_medcam, name), Attribution)
     }
     assert exported == set(ATTRIBUTION_CLASSES)
+
+
+def test_every_private_attr_module_is_banned_outside_attr():
+    """ruff's TID251 keeps attr's private modules private; a new module must join the list."""
+    import pkgutil
+    import re
+    from pathlib import Path
+
+    import captum_medcam.attr
+
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    banned = set(re.findall(r'^"(captum_medcam\.attr\.\w+)"\.msg = ', text, flags=re.M))
+    private = {
+        f"captum_medcam.attr.{m.name}"
+        for m in pkgutil.iter_modules(captum_medcam.attr.__path__)
+        if m.name.startswith("_")
+    }
+    assert private <= banned, sorted(private - banned)

@@ -102,10 +102,10 @@ def _with_nan(values: Tensor, empty: Tensor) -> Tensor:
     return values.masked_fill(empty, math.nan)
 
 
-def dilate_mask(masks: Tensor, radius: float) -> Tensor:
-    r"""Voxels within Euclidean distance ``radius`` (in voxels) of a binary mask.
+def dilate_mask(masks: Tensor, tolerance: float) -> Tensor:
+    r"""Voxels within Euclidean distance ``tolerance`` (in voxels) of a binary mask.
 
-    Computed exactly as a squared distance transform truncated at ``radius``, one spatial
+    Computed exactly as a squared distance transform truncated at ``tolerance``, one spatial
     dim after the other: ``d_{i}(p) = min_{|o| <= r} (o^2 + d_{i-1}(p + o e_i))`` with
     ``d_0 = 0`` on the mask and ``inf`` elsewhere. The truncation loses nothing, since a
     mask voxel within distance ``r`` is within ``r`` along every axis. Cost: ``2r + 1``
@@ -113,7 +113,8 @@ def dilate_mask(masks: Tensor, radius: float) -> Tensor:
 
     Args:
         masks: bool ``(N, 1, *S)``.
-        radius: a number >= 0; 0 returns the masks unchanged.
+        tolerance: a distance in voxels, >= 0 (the name :func:`pointing_game` uses for
+            it); 0 returns the masks unchanged.
 
     Returns:
         Bool ``(N, 1, *S)``.
@@ -125,9 +126,9 @@ def dilate_mask(masks: Tensor, radius: float) -> Tensor:
         >>> int(dilate_mask(m, 1.0).sum())  # the centre and its 4 neighbours
         5
     """
-    radius = check_finite_float(radius, "tolerance", low=0)
+    tolerance = check_finite_float(tolerance, "tolerance", low=0)
     # offsets beyond the largest extent only reach the padding: capping them changes nothing
-    r = min(math.floor(radius), max(masks.shape[2:], default=0))
+    r = min(math.floor(tolerance), max(masks.shape[2:], default=0))
     if r == 0:
         return masks
     dist = torch.zeros(masks.shape, dtype=torch.float32, device=masks.device)
@@ -143,7 +144,7 @@ def dilate_mask(masks: Tensor, radius: float) -> Tensor:
             if o != 0:
                 best = torch.minimum(best, padded.narrow(dim, r + o, length) + float(o * o))
         dist = best
-    return dist <= radius * radius
+    return dist <= tolerance * tolerance
 
 
 def pointing_game(

@@ -90,12 +90,12 @@ def test_dilate_mask_equals_brute_force_distance(dims: int) -> None:
     grid = torch.stack(torch.meshgrid(*[torch.arange(SIZE)] * dims, indexing="ij"), -1).reshape(
         -1, dims
     )
-    for radius in (0, 1, 1.5, 2.3, 3):
-        out = dilate_mask(masks, radius)
+    for tolerance in (0, 1, 1.5, 2.3, 3):
+        out = dilate_mask(masks, tolerance)
         for i in range(2):
             points = grid[masks[i, 0].reshape(-1)].double()
             dist = torch.cdist(grid.double(), points).amin(1)
-            assert torch.equal(out[i, 0].reshape(-1), dist <= radius)
+            assert torch.equal(out[i, 0].reshape(-1), dist <= tolerance)
 
 
 # --- energy-based pointing game --------------------------------------------------------------
@@ -301,17 +301,17 @@ def test_metatensor_inputs_and_1d() -> None:
     assert out["pointing"].item() == 1.0 and out["energy"].item() == 1.0
 
 
-@pytest.mark.parametrize("radius", [0, 2])
-def test_pointing_game_matches_loop_over_maxima(dims: int, radius: int) -> None:
-    """All maxima within ``radius`` of the mask, checked voxel by voxel."""
+@pytest.mark.parametrize("tolerance", [0, 2])
+def test_pointing_game_matches_loop_over_maxima(dims: int, tolerance: int) -> None:
+    """All maxima within ``tolerance`` of the mask, checked voxel by voxel."""
     g = torch.Generator().manual_seed(5)
     maps = torch.randint(0, 4, (6, 1, *([SIZE] * dims)), generator=g).double()  # many ties
     masks = torch.rand(6, 1, *([SIZE] * dims), generator=g) > 0.6
-    ours = pointing_game(maps, masks, tolerance=radius)
+    ours = pointing_game(maps, masks, tolerance=tolerance)
     for i in range(6):
         mask_points = masks[i, 0].nonzero().double()
         maxima = (maps[i, 0] == maps[i, 0].max()).nonzero().double()
-        hit = all(torch.cdist(p[None], mask_points).min() <= radius for p in maxima)
+        hit = all(torch.cdist(p[None], mask_points).min() <= tolerance for p in maxima)
         assert ours[i].item() == float(hit)
 
 
