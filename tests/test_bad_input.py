@@ -462,7 +462,7 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
         {"values": torch.tensor([0.1, 0.2])},
         {
             "values": st.sampled_from([[0.1], "v", None, torch.zeros(0)]),
-            "mask": st.sampled_from(
+            "where": st.sampled_from(
                 [[True, False], torch.ones(2), torch.ones(3, dtype=torch.bool)]
             ),
             "correction": bad_int(0),

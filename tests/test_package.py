@@ -88,3 +88,19 @@ def test_every_private_attr_module_is_banned_outside_attr():
         if m.name.startswith("_")
     }
     assert private <= banned, sorted(private - banned)
+
+
+def test_docstrings_are_written_out_not_assembled():
+    """IDE hovers and static doc tools read docstrings from the source: none is glued
+    together at import time (``f.__doc__ = ... + ...``)."""
+    import re
+    from pathlib import Path
+
+    package = Path(captum_medcam.__file__).parent
+    assembled = [
+        f"{path.relative_to(package)}:{number}"
+        for path in sorted(package.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(r"__doc__\s*[+]?=", line)
+    ]
+    assert assembled == []

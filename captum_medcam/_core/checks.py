@@ -6,6 +6,7 @@ user's model or data.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 import os
@@ -13,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -354,3 +355,49 @@ def index_additional_args(args: tuple[Any, ...], index: Tensor, n: int) -> tuple
         else a
         for a in args
     )
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def renamed_keywords(**renames: str) -> Callable[[_F], _F]:
+    """Keep the old keyword names of a public function working, with a ``FutureWarning``.
+
+    ``@renamed_keywords(explainer="attribution")``: a call that passes ``explainer=`` warns,
+    naming ``attribution=``, and passes the value on under the new name; passing both names
+    is a ``TypeError``. The signature (``inspect.signature``, IDEs) shows the new names only.
+
+    Example:
+        >>> import warnings
+        >>> @renamed_keywords(radius="tolerance")
+        ... def grow(mask, tolerance=0.0):
+        ...     return tolerance
+        >>> with warnings.catch_warnings(record=True) as seen:
+        ...     warnings.simplefilter("always")
+        ...     grow(None, radius=2.0), type(seen[0].message).__name__
+        (2.0, 'FutureWarning')
+    """
+
+    def decorate(func: _F) -> _F:
+        @functools.wraps(func)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            for old, new in renames.items():
+                if old not in kwargs:
+                    continue
+                if new in kwargs:
+                    raise TypeError(
+                        f"{func.__name__}() got both {old}= and {new}=; {old} is the old name "
+                        f"of {new}: pass {new}= only"
+                    )
+                warnings.warn(
+                    f"{func.__name__}(): {old}= is now called {new}=; the old name will be "
+                    "removed in a future release",
+                    FutureWarning,
+                    stacklevel=2,
+                )
+                kwargs[new] = kwargs.pop(old)
+            return func(*args, **kwargs)
+
+        return cast(_F, wrapper)
+
+    return decorate

@@ -6,30 +6,23 @@ from collections.abc import Callable
 from typing import Any, final
 
 import torch
-from captum.attr import LayerAttribution, PerturbationAttribution
+from captum.attr import PerturbationAttribution
 from torch import Tensor, nn
 
 from captum_medcam._core.baselines import resolve_baseline
 from captum_medcam._core.checks import (
     check_baseline_value,
-    check_flags,
-    check_forward_and_layer,
-    check_inputs,
     check_positive_int,
-    check_target_type,
     format_additional_args,
-    warn_if_training,
 )
 from captum_medcam._core.engine import Perturbed, run_jobs
-from captum_medcam._core.meta import unwrap_meta, wrap_meta
-from captum_medcam._core.spatial import interpolation_mode, resize
 from captum_medcam._core.targets import per_sample_target
+from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import (
     ReshapeTransform,
     apply_reshape,
-    check_reshape_transform,
     unreshape,
 )
 
@@ -80,8 +73,74 @@ def _close(a: Tensor, b: Tensor) -> bool:
     return a.shape == b.shape and bool(torch.allclose(a, b, rtol=tol, atol=tol * max(scale, 1e-12)))
 
 
-class _CRM(LayerAttribution, PerturbationAttribution):
-    """Shared implementation; use :class:`CRM` or :class:`CRM3D`."""
+class CRM(CAMBase, PerturbationAttribution):
+    r"""Class-selective relevance mapping: the squared change of the model's scores when one
+    spatial element of a layer's output is removed.
+
+    Removing spatial element ``p`` of the layer's output ``A`` (all channels at ``p`` set to a
+    baseline, zero by default) changes the model's score of output node ``c`` from ``S_c`` to
+    ``S_c(p)``::
+
+        CRM(p)   = sum_c (S_c - S_c(p))^2      combined map (target=None, the paper's default)
+        CRM_t(p) = (S_t - S_t(p))^2            class-selective map for class t
+
+    Two ways to compute it:
+
+    * **Definition (any head)**, ``fc_layer=None``: the model is evaluated again with each
+      position removed. A forward hook replaces the layer's output by a batch of perturbed
+      copies built chunk by chunk by the perturbation engine (``perturbations_per_eval * N``
+      copies per forward), so the layers before ``layer`` run once per example and only the
+      head runs on the copies.
+    * **Exact fast path** for a head ``layer -> global average pooling -> fc_layer`` (weight
+      ``W`` of shape ``(K, C')``), whose output is the model's output: removing ``p`` changes
+      the pooled features by ``(A(p) - b(p)) / |S'|``, so ::
+
+          S_c - S_c(p) = (1/|S'|) sum_k W[c, k] (A_k(p) - b_k(p))
+
+      one einsum after one forward; the bias cancels. The head is checked during that forward
+      (``fc_layer``'s input must be the spatial mean of the layer's output and its output the
+      model's output); otherwise a ``ValueError`` says so. The two ways agree to rounding.
+
+    With a zero baseline the class-selective map is ``(CAM_t / |S'|)^2`` and the combined map
+    the sum over classes of the squared CAMs. Differences from the authors' code (Keras): the
+    ``1/|S'|`` factor of the average pooling is kept (the reference sums, which scales the map
+    by ``|S'|^2``); class 0 is a class (the reference treats ``class_idx=0`` as "combined");
+    the map is not normalised by its max (normalising is a display step). ``target`` means what
+    it means in Captum, with one difference: ``target=None`` gives the combined map (the
+    README's table "What a name means" lists where ``target=None`` differs).
+
+    Args:
+        forward_func: the model (or a function of ``(inputs, *args)``) returning ``(N, K)``.
+        layer: the module whose output is perturbed (usually the last convolutional block).
+        device_ids: as in Captum, for ``DataParallel`` models.
+        fc_layer: the ``nn.Linear`` after global average pooling (MONAI ResNet: ``net.fc``)
+            for the exact fast path; None evaluates the definition for any head.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`); a
+            removed grid position is mapped back to the layer's output (its token), so the
+            reshape must rearrange or select elements only.
+
+    Raises:
+        TypeError: ``fc_layer`` is not None or an ``nn.Linear``, and the errors of the other
+            CAMs' constructors.
+
+    References:
+        Kim, Rajaraman, Antani. "Visual Interpretation of Convolutional Neural Network
+        Predictions in Classifying Medical Image Modalities". Diagnostics 9(2):38, 2019.
+        doi:10.3390/diagnostics9020038.
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from captum_medcam import CRM
+        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+        >>> x = torch.randn(2, 1, 16, 16)
+        >>> fast = CRM(model, model[1], fc_layer=model[4]).attribute(x)
+        >>> slow = CRM(model, model[1]).attribute(x)
+        >>> fast.shape, torch.allclose(fast, slow, atol=1e-5)
+        (torch.Size([2, 1, 16, 16]), True)
+    """
 
     def __init__(
         self,
@@ -92,20 +151,74 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         fc_layer: nn.Module | None = None,
         reshape_transform: ReshapeTransform | None = None,
     ) -> None:
-        check_forward_and_layer(forward_func, layer, device_ids)
+        super().__init__(forward_func, layer, device_ids, reshape_transform=reshape_transform)
         if fc_layer is not None and not isinstance(fc_layer, nn.Linear):
             raise TypeError(
                 f"fc_layer must be the torch.nn.Linear after global average pooling, got "
                 f"{type(fc_layer).__name__}; pass fc_layer=None to use the definition (any head)"
             )
-        LayerAttribution.__init__(self, forward_func, layer, device_ids)
-        PerturbationAttribution.__init__(self, forward_func)
         self.fc_layer = fc_layer
-        self.reshape_transform = check_reshape_transform(reshape_transform)
 
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
+    @captum_attribute
+    def attribute(
+        self,
+        inputs: Tensor,
+        target: Any = None,
+        additional_forward_args: Any = None,
+        *,
+        baselines: float | Tensor = 0.0,
+        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        upsample: bool = True,
+        interpolate_mode: str | None = None,
+        align_corners: bool = False,
+        show_progress: bool = False,
+    ) -> Tensor:
+        """Compute CRM maps.
+
+        Args:
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D for :class:`CRM3D`),
+                floating point, a tensor or a MONAI ``MetaTensor``.
+            target: None for the combined map (sum over all outputs), or the class of the
+                class-selective map: an int, or a tensor or list with one class per example.
+            additional_forward_args: further arguments of the model, as in Captum. When it
+                holds per-example tensors, each perturbed copy runs the whole model (the
+                arguments may be used before the layer).
+            baselines: the value a removed position takes: a number, or a tensor broadcastable
+                to the layer's output ``(N, C', *S')`` (e.g. per-channel means). Default 0,
+                as in the paper.
+            perturbations_per_eval: perturbed copies per example in one forward pass of the
+                definition (``fc_layer=None``); each forward holds at most
+                ``perturbations_per_eval * N`` copies of the layer's output.
+            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
+                layer resolution ``(N, 1, *S')``. Not taken by :class:`CRM3D`.
+            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
+                dims; ``"nearest"`` and ``"area"`` also work. Not taken by :class:`CRM3D`
+                (always trilinear).
+            align_corners: passed to the interpolation. Not taken by :class:`CRM3D` (always
+                False).
+            show_progress: show a progress bar over the forward passes of the definition.
+
+        Returns:
+            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device and
+            dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
+
+        Raises:
+            TypeError: inputs not a floating tensor; a baseline, target or option of the
+                wrong type; an output keyword passed to :class:`CRM3D`.
+            ValueError: wrong input dims (not 5-D for :class:`CRM3D`), NaN/inf inputs or
+                baselines, a target out of range, a layer not reached by the forward pass or
+                not convolutional, a head that is not ``GAP -> fc_layer`` on the fast path,
+                ``perturbations_per_eval < 1``.
+        """
+        return self._crm(
+            inputs,
+            target,
+            additional_forward_args,
+            baselines=baselines,
+            perturbations_per_eval=perturbations_per_eval,
+            show_progress=show_progress,
+            output=self._output(upsample, interpolate_mode, align_corners),
+        )
 
     def _crm(
         self,
@@ -115,57 +228,39 @@ class _CRM(LayerAttribution, PerturbationAttribution):
         *,
         baselines: float | Tensor,
         perturbations_per_eval: int,
-        upsample: bool,
-        interpolate_mode: str | None,
-        align_corners: bool,
         show_progress: bool,
-        spatial_dims: int | None,
+        output: CAMOutput,
     ) -> Tensor:
-        original = inputs
-        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
-        check_target_type(target)
+        """The pipeline: checks, the score changes (fast path or definition), the map."""
+        x, mode = self._check_call(inputs, target, output, show_progress=show_progress)
         check_baseline_value(baselines)
         check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        check_flags(upsample=upsample, align_corners=align_corners, show_progress=show_progress)
-        mode = interpolation_mode(x.dim() - 2, interpolate_mode)
         args = format_additional_args(additional_forward_args)
-        warn_if_training(self.forward_func, self.layer)
 
         with torch.no_grad():
             if self.fc_layer is None:
-                output, raw = forward_with_capture(
+                clean, raw = forward_with_capture(
                     self.forward_func, self.layer, x, args, device_ids=self.device_ids
                 )
                 acts = apply_reshape(self.reshape_transform, raw, x.shape[0])
-                self._check_activations(acts, x)
+                self._check_activations(acts, x, "CRM")
                 acts = acts.to(x.dtype)
-                targets = _crm_target(target, x.shape[0], output)
+                targets = _crm_target(target, x.shape[0], clean)
                 base = _activation_baseline(baselines, acts)
                 changes = self._faithful_changes(
-                    x, args, output, raw, acts, base, perturbations_per_eval, show_progress
+                    x, args, clean, raw, acts, base, perturbations_per_eval, show_progress
                 )
             else:
-                output, acts, fc_input = self._capture_with_head(x, args)
-                targets = _crm_target(target, x.shape[0], output)
+                clean, acts, fc_input = self._capture_with_head(x, args)
+                targets = _crm_target(target, x.shape[0], clean)
                 base = _activation_baseline(baselines, acts)
-                self._check_head(acts, fc_input, output)
+                self._check_head(acts, fc_input, clean)
                 weight = self.fc_layer.weight.to(acts.dtype)
                 positions = acts[0, 0].numel()
                 # S_c - S_c(p) = (1/|S'|) sum_k W[c, k] (A_k(p) - b_k(p))
                 changes = torch.einsum("ck,nk...->nc...", weight, acts - base) / positions
             cam = crm_from_score_changes(changes, targets)
-            if upsample:
-                cam = resize(cam, x.shape[2:], mode, align_corners)
-        return wrap_meta(cam, original) if upsample else cam
-
-    def _check_activations(self, acts: Tensor, x: Tensor) -> None:
-        if acts.dim() != x.dim():
-            raise ValueError(
-                f"the layer's activations have shape {tuple(acts.shape)} but CRM needs "
-                f"(N, channels, *spatial) with the {x.dim() - 2} spatial dims of the inputs "
-                f"{tuple(x.shape)}; choose a convolutional layer, or pass reshape_transform= "
-                "(captum_medcam.reshapes) for a transformer's tokens"
-            )
+        return self._finish(cam, x, inputs, output, mode)
 
     def _capture_with_head(self, x: Tensor, args: tuple[Any, ...]) -> tuple[Tensor, Tensor, Tensor]:
         """One forward that captures the layer's output and the input of ``fc_layer``."""
@@ -184,7 +279,7 @@ class _CRM(LayerAttribution, PerturbationAttribution):
             forward, self.layer, x, args, device_ids=self.device_ids
         )
         acts = apply_reshape(self.reshape_transform, acts, x.shape[0])
-        self._check_activations(acts, x)
+        self._check_activations(acts, x, "CRM")
         return output, acts.to(x.dtype), seen[0].to(x.dtype)
 
     def _check_head(self, acts: Tensor, fc_input: Tensor, output: Tensor) -> None:
@@ -322,155 +417,22 @@ def _crm_target(target: Any, n: int, output: Tensor) -> Tensor | None:
     return targets
 
 
-_DOC_BODY = r"""
-    Removing spatial element ``p`` of the layer's output ``A`` (all channels at ``p`` set to a
-    baseline, zero by default) changes the model's score of output node ``c`` from ``S_c`` to
-    ``S_c(p)``::
+@final
+class CRM3D(CRM):
+    r"""CRM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
 
-        CRM(p)   = sum_c (S_c - S_c(p))^2      combined map (target=None, the paper's default)
-        CRM_t(p) = (S_t - S_t(p))^2            class-selective map for class t
+    :class:`CRM` (see there for the formula, the fast path and the definition) with the
+    contract a volume pipeline needs: 5-D input is required, the map is always returned at
+    input resolution, upsampled trilinearly with ``align_corners=False``, and a MONAI
+    ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine and
+    ``applied_operations``. ``upsample``, ``interpolate_mode`` and ``align_corners`` are fixed
+    (passing one is a ``TypeError``).
 
-    Two ways to compute it:
-
-    * **Definition (any head)**, ``fc_layer=None``: the model is evaluated again with each
-      position removed. A forward hook replaces the layer's output by a batch of perturbed
-      copies built chunk by chunk (``perturbations_per_eval * N`` copies per forward), so the
-      layers before ``layer`` run once per example and only the head runs on the copies.
-    * **Exact fast path** for a head ``layer -> global average pooling -> fc_layer`` (weight
-      ``W`` of shape ``(K, C')``), whose output is the model's output: removing ``p`` changes
-      the pooled features by ``(A(p) - b(p)) / |S'|``, so ::
-
-          S_c - S_c(p) = (1/|S'|) sum_k W[c, k] (A_k(p) - b_k(p))
-
-      one einsum after one forward; the bias cancels. The head is checked during that forward
-      (``fc_layer``'s input must be the spatial mean of the layer's output and its output the
-      model's output); otherwise a ``ValueError`` says so. The two ways agree to rounding.
-
-    With a zero baseline the class-selective map is ``(CAM_t / |S'|)^2`` and the combined map
-    the sum over classes of the squared CAMs. Differences from the authors' code (Keras): the
-    ``1/|S'|`` factor of the average pooling is kept (the reference sums, which scales the map
-    by ``|S'|^2``); class 0 is a class (the reference treats ``class_idx=0`` as "combined");
-    the map is not normalised by its max (normalising is a display step). ``target`` means what
-    it means in Captum, with one difference: ``target=None`` gives the combined map.
-"""
-
-_DOC_REFERENCES = """
     References:
         Kim, Rajaraman, Antani. "Visual Interpretation of Convolutional Neural Network
         Predictions in Classifying Medical Image Modalities". Diagnostics 9(2):38, 2019.
         doi:10.3390/diagnostics9020038.
-"""
 
-
-@final
-class CRM(_CRM):
-    __doc__ = (
-        """Class-selective relevance mapping: the squared change of the model's scores when one
-    spatial element of a layer's output is removed.
-"""
-        + _DOC_BODY
-        + _DOC_REFERENCES
-        + r"""
-    Args:
-        forward_func: the model (or a function of ``(inputs, *args)``) returning ``(N, K)``.
-        layer: the module whose output is perturbed (usually the last convolutional block).
-        device_ids: as in Captum, for ``DataParallel`` models.
-        fc_layer: the ``nn.Linear`` after global average pooling (MONAI ResNet: ``net.fc``)
-            for the exact fast path; None evaluates the definition for any head.
-        reshape_transform: None, or a callable turning the layer's output into
-            ``(N, C', *S')`` (a transformer's tokens: see :mod:`captum_medcam.reshapes`); a
-            removed grid position is mapped back to the layer's output (its token), so the
-            reshape must rearrange or select elements only.
-
-    Example:
-        >>> import torch
-        >>> from torch import nn
-        >>> from captum_medcam import CRM
-        >>> model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-        ...                       nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
-        >>> x = torch.randn(2, 1, 16, 16)
-        >>> fast = CRM(model, model[1], fc_layer=model[4]).attribute(x)
-        >>> slow = CRM(model, model[1]).attribute(x)
-        >>> fast.shape, torch.allclose(fast, slow, atol=1e-5)
-        (torch.Size([2, 1, 16, 16]), True)
-    """
-    )
-
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        baselines: float | Tensor = 0.0,
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        upsample: bool = True,
-        interpolate_mode: str | None = None,
-        align_corners: bool = False,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute CRM maps.
-
-        Args:
-            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
-            target: None for the combined map (sum over all outputs), or the class of the
-                class-selective map: an int, or a tensor or list with one class per example.
-            additional_forward_args: further arguments of the model, as in Captum. When it
-                holds per-example tensors, each perturbed copy runs the whole model (the
-                arguments may be used before the layer).
-            baselines: the value a removed position takes: a number, or a tensor broadcastable
-                to the layer's output ``(N, C', *S')`` (e.g. per-channel means). Default 0,
-                as in the paper.
-            perturbations_per_eval: perturbed copies per example in one forward pass of the
-                definition (``fc_layer=None``); each forward holds at most
-                ``perturbations_per_eval * N`` copies of the layer's output.
-            upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
-                layer resolution ``(N, 1, *S')``.
-            interpolate_mode: None picks linear/bilinear/trilinear by the number of spatial
-                dims; ``"nearest"`` and ``"area"`` also work.
-            align_corners: passed to the interpolation.
-            show_progress: show a progress bar over the forward passes of the definition.
-
-        Returns:
-            Maps ``(N, 1, *S)`` (or ``(N, 1, *S')``), not normalised, on the inputs' device and
-            dtype. A MONAI ``MetaTensor`` input gives a ``MetaTensor`` with its metadata.
-
-        Raises:
-            TypeError: inputs not a floating tensor; a baseline, target or option of the
-                wrong type.
-            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
-                range, a layer not
-                reached by the forward pass or not convolutional, a head that is not
-                ``GAP -> fc_layer`` on the fast path, ``perturbations_per_eval < 1``.
-        """
-        return self._crm(
-            inputs,
-            target,
-            additional_forward_args,
-            baselines=baselines,
-            perturbations_per_eval=perturbations_per_eval,
-            upsample=upsample,
-            interpolate_mode=interpolate_mode,
-            align_corners=align_corners,
-            show_progress=show_progress,
-            spatial_dims=None,
-        )
-
-
-@final
-class CRM3D(_CRM):
-    __doc__ = (
-        r"""CRM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
-
-    The same computation as :class:`CRM` (see there for the formula, the fast path and the
-    definition), with the contract a volume pipeline needs: 5-D input is required, the map
-    is always returned at input resolution, upsampled trilinearly with
-    ``align_corners=False``, and a MONAI ``MetaTensor`` input gives a ``MetaTensor`` output
-    with the same affine and ``applied_operations``.
-"""
-        + _DOC_REFERENCES
-        + r"""
     Example:
         >>> import torch
         >>> from monai.networks.nets import resnet10
@@ -480,41 +442,5 @@ class CRM3D(_CRM):
         >>> crm.attribute(torch.randn(1, 1, 32, 32, 32), target=1).shape
         torch.Size([1, 1, 32, 32, 32])
     """
-    )
 
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        baselines: float | Tensor = 0.0,
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute CRM maps for volumes.
-
-        Args:
-            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
-            target, additional_forward_args, baselines, perturbations_per_eval,
-            show_progress: as in :meth:`CRM.attribute`.
-
-        Returns:
-            Maps ``(N, 1, D, H, W)`` at input resolution.
-
-        Raises:
-            ValueError: inputs that are not 5-D, and the errors of :meth:`CRM.attribute`.
-        """
-        return self._crm(
-            inputs,
-            target,
-            additional_forward_args,
-            baselines=baselines,
-            perturbations_per_eval=perturbations_per_eval,
-            upsample=True,
-            interpolate_mode="trilinear",
-            align_corners=False,
-            show_progress=show_progress,
-            spatial_dims=3,
-        )
+    fixed_output = VOLUME

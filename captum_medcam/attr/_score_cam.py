@@ -4,35 +4,28 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Any, Literal, final
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import LayerAttribution, PerturbationAttribution
-from torch import Tensor, nn
+from captum.attr import PerturbationAttribution
+from torch import Tensor
 
 from captum_medcam._core.checks import (
     check_baseline_value,
     check_choice,
     check_finite_float,
-    check_flags,
-    check_forward_and_layer,
-    check_inputs,
     check_positive_int,
-    check_target_type,
     format_additional_args,
-    warn_if_training,
 )
 from captum_medcam._core.engine import Perturbed, run_jobs
-from captum_medcam._core.meta import unwrap_meta, wrap_meta
-from captum_medcam._core.spatial import interpolation_mode, minmax_normalize, resize
+from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
+from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
 from captum_medcam.attr._cam import weighted_sum
-from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._interop import captum_attribute
-from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 
 __all__ = ["ScoreCAM", "ScoreCAM3D"]
 
@@ -42,145 +35,6 @@ ChannelCriterion = Literal["mean", "variance"]
 #: Masked copies of each example per forward pass. On a CPU larger batches gain little and
 #: cost memory; on a GPU raise it until memory is the limit (see benchmarks/).
 DEFAULT_PERTURBATIONS_PER_EVAL = 16
-
-
-class _ScoreCAM(LayerAttribution, PerturbationAttribution):
-    """Shared implementation; use :class:`ScoreCAM` or :class:`ScoreCAM3D`."""
-
-    def __init__(
-        self,
-        forward_func: Callable[..., Tensor],
-        layer: nn.Module,
-        device_ids: list[int] | None = None,
-        *,
-        reshape_transform: ReshapeTransform | None = None,
-    ) -> None:
-        check_forward_and_layer(forward_func, layer, device_ids)
-        LayerAttribution.__init__(self, forward_func, layer, device_ids)
-        PerturbationAttribution.__init__(self, forward_func)
-        self.reshape_transform = check_reshape_transform(reshape_transform)
-
-    @property
-    def multiplies_by_inputs(self) -> bool:
-        return False
-
-    def _score_cam(
-        self,
-        inputs: Tensor,
-        target: Any,
-        additional_forward_args: Any,
-        *,
-        score: Score,
-        baselines: float | Tensor | None,
-        channel_softmax: bool,
-        normalize_at: NormalizeAt,
-        align_corners: bool,
-        perturbations_per_eval: int,
-        max_channels: int | float | None,
-        channel_criterion: ChannelCriterion,
-        relu_attributions: bool,
-        attribute_to_layer_input: bool,
-        upsample: bool,
-        interpolate_mode: str | None,
-        show_progress: bool,
-        spatial_dims: int | None,
-    ) -> Tensor:
-        original = inputs
-        x = check_inputs(unwrap_meta(inputs), spatial_dims=spatial_dims)
-        check_target_type(target)
-        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        check_choice(score, "score", ("probability", "logit", "sigmoid"))
-        check_choice(normalize_at, "normalize_at", ("input", "layer"))
-        max_channels = check_max_channels(max_channels)
-        check_choice(channel_criterion, "channel_criterion", ("mean", "variance"))
-        check_flags(
-            channel_softmax=channel_softmax,
-            align_corners=align_corners,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            upsample=upsample,
-            show_progress=show_progress,
-        )
-        base = None if baselines is None else _input_baseline(baselines, x)
-        n_spatial = x.dim() - 2
-        mode = interpolation_mode(n_spatial, interpolate_mode)
-        args = format_additional_args(additional_forward_args)
-        warn_if_training(self.forward_func, self.layer)
-        n = x.shape[0]
-
-        with torch.no_grad():
-            output, acts = forward_with_capture(
-                self.forward_func,
-                self.layer,
-                x,
-                args,
-                attribute_to_layer_input=attribute_to_layer_input,
-                device_ids=self.device_ids,
-            )
-            acts = apply_reshape(self.reshape_transform, acts, n)
-            if acts.dim() != x.dim():
-                raise ValueError(
-                    f"the layer's activations have shape {tuple(acts.shape)} but Score-CAM needs "
-                    f"(N, channels, *spatial) with the {n_spatial} spatial dims of the inputs "
-                    f"{tuple(x.shape)}; choose a convolutional layer, or pass reshape_transform= "
-                    "(captum_medcam.reshapes) for a transformer's tokens"
-                )
-            acts = acts.to(x.dtype)
-            targets = per_sample_target(target, n, output)
-            everyone = torch.arange(n, device=x.device)
-            reference = None
-            if base is not None:
-                reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
-
-            keys, constant = minmax_normalize(acts)
-            selected = (
-                None
-                if max_channels is None
-                else select_channels(acts, max_channels, channel_criterion)
-            )
-            masks, owner, slots = _distinct_masks(
-                keys, constant, zero_mask=channel_softmax, selected=selected
-            )
-
-            def build(start: int, stop: int) -> Perturbed:
-                index = owner[start:stop]
-                mask = resize(masks[start:stop], x.shape[2:], mode, align_corners)
-                if normalize_at == "input":
-                    mask = minmax_normalize(mask)[0]
-                return Perturbed(x.index_select(0, index) * mask, index)
-
-            scores = run_jobs(
-                self.forward_func,
-                x,
-                targets,
-                args,
-                owner.shape[0],
-                build,
-                chunk_size=perturbations_per_eval * n,
-                score=score,
-                show_progress=show_progress,
-                desc="Score-CAM forwards",
-            )
-
-            # (N, K): each channel takes its mask's score; with every map constant there is
-            # no mask at all and every weight is 0, as in the official code.
-            weights = scores[slots] if scores.numel() else x.new_zeros(slots.shape)
-            if reference is not None:
-                weights = weights - reference.unsqueeze(1)
-            if channel_softmax:
-                if selected is not None:  # softmax over the selected channels only
-                    weights = weights.masked_fill(~selected, -math.inf)
-                weights = weights.softmax(1)
-            else:
-                weights = weights.masked_fill(
-                    constant if selected is None else constant | ~selected, 0.0
-                )
-            cam = weighted_sum(weights, acts)
-            if upsample:
-                cam = resize(cam, x.shape[2:], mode, align_corners)
-            if relu_attributions:
-                cam = F.relu(cam)
-        return wrap_meta(cam, original) if upsample else cam
 
 
 def _input_baseline(baselines: object, x: Tensor) -> Tensor:
@@ -248,6 +102,18 @@ def select_channels(acts: Tensor, max_channels: int | float, criterion: ChannelC
     return selected.scatter_(1, order, True)
 
 
+def upsample_masks(
+    masks: Tensor, size: Sequence[int], mode: str, align_corners: bool, normalize_at: NormalizeAt
+) -> Tensor:
+    """Score-CAM's masks ``H_k`` at input resolution: ``(M, 1, *S')`` -> ``(M, 1, *size)``.
+
+    ``normalize_at="input"`` min-max normalises after the resize (official code); with
+    ``"layer"`` the masks are already normalised at layer resolution (torchcam).
+    """
+    up = resize(masks, size, mode, align_corners)
+    return minmax_normalize(up)[0] if normalize_at == "input" else up
+
+
 def _distinct_masks(
     keys: Tensor, constant: Tensor, zero_mask: bool, selected: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
@@ -292,7 +158,33 @@ def _distinct_masks(
     return torch.cat(masks).view(-1, 1, *keys.shape[2:]), torch.cat(owners), slots
 
 
-_DOC_VARIANTS = """
+class ScoreCAM(CAMBase, PerturbationAttribution):
+    r"""Score-CAM: channel weights from the model's score on the input masked by each channel.
+
+    For a layer with activations ``A`` of shape ``(N, K, *S')`` and inputs ``x`` of shape
+    ``(N, C, *S)``::
+
+        H_k = s(Up(A_k))                  s(M) = (M - min M) / (max M - min M)
+        w_k = f_c(x * H_k)                f_c: softmax probability of class c
+        L   = ReLU(sum_k w_k * Up(A_k))
+
+    ``Up`` resizes from ``S'`` to ``S`` (linear, bilinear or trilinear by the number of
+    spatial dims, ``align_corners=False``). Channels whose map is constant carry no spatial
+    information: their weight is 0 and no forward is spent on them. Channels whose
+    normalised masks are identical share one forward (exact: the weight depends on the mask
+    only). Both savings are common on the small maps of deep layers of ReLU networks. The
+    masked inputs are made chunk by chunk by the perturbation engine
+    (:mod:`captum_medcam._core.engine`): memory is bounded by ``perturbations_per_eval``.
+
+    The result is not normalised (normalising is a display step). ``relu_attributions`` is
+    True by default, unlike Captum's ``LayerGradCam``, because the official code applies
+    the ReLU; it is applied after the resize, as in the official code.
+
+    Transformers: pass ``reshape_transform=`` to the constructor, a callable that turns the
+    layer's output (tokens ``(N, T, E)``, channel-last Swin maps) into ``(N, C, *grid)``;
+    ready-made ones for torchvision's and MONAI's ViTs, UNETR and SwinUNETR are in
+    :mod:`captum_medcam.reshapes`.
+
     Variants (each an explicit option; the defaults follow the official code):
 
     ===================== ================ ========== =============== ============ ==============
@@ -308,9 +200,7 @@ _DOC_VARIANTS = """
     paper's and the peers' variants differ only in where the masks are normalised and how
     they are upsampled. pytorch-grad-cam adds ``1e-8`` to the mask's range and torchcam
     works in chunks of 32 masked inputs; neither changes the result beyond rounding.
-"""
 
-_DOC_APPROXIMATE = """
     Approximate Score-CAM (opt-in, ``max_channels``; after Faster Score-CAM, which keeps the
     channels of largest variance): per example, rank the channels by a cheap statistic of
     ``A_k`` at layer resolution, keep the top ``m`` set ``T`` (ties: lower channel index
@@ -343,39 +233,14 @@ _DOC_APPROXIMATE = """
     of the channels (for single volumes more than the mean shows). On 64^3 volumes (a 4x4x4
     map, 128 distinct masks) ``max_channels=0.1`` is 9.0x faster at a Spearman correlation
     of 0.997 (DAUC +0.0052, IAUC -0.0001). Exact Score-CAM is the default.
-"""
 
+    Args:
+        forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
+        layer: the module whose output (or input) gives the masks.
+        device_ids: as in Captum, for ``DataParallel`` models.
+        reshape_transform: None, or a callable turning the layer's output into
+            ``(N, C', *S')``.
 
-@final
-class ScoreCAM(_ScoreCAM):
-    __doc__ = (
-        r"""Score-CAM: channel weights from the model's score on the input masked by each channel.
-
-    For a layer with activations ``A`` of shape ``(N, K, *S')`` and inputs ``x`` of shape
-    ``(N, C, *S)``::
-
-        H_k = s(Up(A_k))                  s(M) = (M - min M) / (max M - min M)
-        w_k = f_c(x * H_k)                f_c: softmax probability of class c
-        L   = ReLU(sum_k w_k * Up(A_k))
-
-    ``Up`` resizes from ``S'`` to ``S`` (linear, bilinear or trilinear by the number of
-    spatial dims, ``align_corners=False``). Channels whose map is constant carry no spatial
-    information: their weight is 0 and no forward is spent on them. Channels whose
-    normalised masks are identical share one forward (exact: the weight depends on the mask
-    only). Both savings are common on the small maps of deep layers of ReLU networks.
-
-    The result is not normalised (normalising is a display step). ``relu_attributions`` is
-    True by default, unlike Captum's ``LayerGradCam``, because the official code applies
-    the ReLU.
-
-    Transformers: pass ``reshape_transform=`` to the constructor, a callable that turns the
-    layer's output (tokens ``(N, T, E)``, channel-last Swin maps) into ``(N, C, *grid)``;
-    ready-made ones for torchvision's and MONAI's ViTs, UNETR and SwinUNETR are in
-    :mod:`captum_medcam.reshapes`.
-"""
-        + _DOC_VARIANTS
-        + _DOC_APPROXIMATE
-        + r"""
     References:
         Wang, Wang, Du, Yang, Zhang, Ding, Mardziel, Hu. "Score-CAM: Score-Weighted Visual
         Explanations for Convolutional Neural Networks". CVPR Workshops 2020.
@@ -394,7 +259,6 @@ class ScoreCAM(_ScoreCAM):
         >>> cam.attribute(torch.randn(2, 1, 16, 16), target=[0, 2], max_channels=2).shape
         torch.Size([2, 1, 16, 16])
     """
-    )
 
     @captum_attribute
     def attribute(
@@ -420,7 +284,8 @@ class ScoreCAM(_ScoreCAM):
         """Compute Score-CAM maps.
 
         Args:
-            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims, floating point.
+            inputs: ``(N, C, *S)`` with 1 to 3 spatial dims (5-D for :class:`ScoreCAM3D`),
+                floating point, a tensor or a MONAI ``MetaTensor``.
             target: the class to explain, as in Captum: an int, a tuple, a tensor or list
                 with one entry per example, or None when the model returns one score per
                 example.
@@ -438,7 +303,8 @@ class ScoreCAM(_ScoreCAM):
                 with the score of the all-zero mask.
             normalize_at: ``"input"`` min-max normalises the upsampled maps (official code);
                 ``"layer"`` normalises at layer resolution, then upsamples (torchcam).
-            align_corners: passed to the interpolation (True in pytorch-grad-cam).
+            align_corners: passed to the interpolation (True in pytorch-grad-cam). Not taken
+                by :class:`ScoreCAM3D` (always False).
             perturbations_per_eval: masked copies per example in one forward pass: each
                 forward holds at most ``perturbations_per_eval * N`` inputs, which bounds
                 memory; the number of channels does not.
@@ -453,9 +319,10 @@ class ScoreCAM(_ScoreCAM):
             relu_attributions: apply ReLU to the map (default True, as the official code).
             attribute_to_layer_input: use the layer's input instead of its output.
             upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
-                layer resolution ``(N, 1, *S')``.
+                layer resolution ``(N, 1, *S')``. Not taken by :class:`ScoreCAM3D`.
             interpolate_mode: ``None`` picks linear/bilinear/trilinear by the number of
-                spatial dims; ``"nearest"`` and ``"area"`` also work.
+                spatial dims; ``"nearest"`` and ``"area"`` also work. Not taken by
+                :class:`ScoreCAM3D` (always trilinear).
             show_progress: show a progress bar over the forward passes.
 
         Returns:
@@ -465,10 +332,12 @@ class ScoreCAM(_ScoreCAM):
 
         Raises:
             TypeError: inputs not a floating tensor; a layer that is not a module; a
-                baseline, target or option of the wrong type.
-            ValueError: wrong input dims, NaN/inf inputs or baselines, a target out of
-                range, a layer not reached by the forward pass, ``perturbations_per_eval <
-                1``, ``max_channels`` below 1 or a fraction outside (0, 1], unknown options.
+                baseline, target or option of the wrong type; an output keyword passed to
+                :class:`ScoreCAM3D`.
+            ValueError: wrong input dims (not 5-D for :class:`ScoreCAM3D`), NaN/inf inputs
+                or baselines, a target out of range, a layer not reached by the forward
+                pass, ``perturbations_per_eval < 1``, ``max_channels`` below 1 or a
+                fraction outside (0, 1], unknown options.
         """
         return self._score_cam(
             inputs,
@@ -478,28 +347,166 @@ class ScoreCAM(_ScoreCAM):
             baselines=baselines,
             channel_softmax=channel_softmax,
             normalize_at=normalize_at,
-            align_corners=align_corners,
             perturbations_per_eval=perturbations_per_eval,
             max_channels=max_channels,
             channel_criterion=channel_criterion,
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
-            upsample=upsample,
-            interpolate_mode=interpolate_mode,
             show_progress=show_progress,
-            spatial_dims=None,
+            output=self._output(upsample, interpolate_mode, align_corners),
+        )
+
+    def _score_cam(
+        self,
+        inputs: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        *,
+        score: Score,
+        baselines: float | Tensor | None,
+        channel_softmax: bool,
+        normalize_at: NormalizeAt,
+        perturbations_per_eval: int,
+        max_channels: int | float | None,
+        channel_criterion: ChannelCriterion,
+        relu_attributions: bool,
+        attribute_to_layer_input: bool,
+        show_progress: bool,
+        output: CAMOutput,
+    ) -> Tensor:
+        """The pipeline: checks, masks, their scores (:meth:`_mask_scores`), weights, map."""
+        x, mode = self._check_call(
+            inputs,
+            target,
+            output,
+            channel_softmax=channel_softmax,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            show_progress=show_progress,
+        )
+        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        check_choice(score, "score", ("probability", "logit", "sigmoid"))
+        check_choice(normalize_at, "normalize_at", ("input", "layer"))
+        max_channels = check_max_channels(max_channels)
+        check_choice(channel_criterion, "channel_criterion", ("mean", "variance"))
+        base = None if baselines is None else _input_baseline(baselines, x)
+        args = format_additional_args(additional_forward_args)
+        n = x.shape[0]
+
+        clean, acts = self._capture(
+            x, args, attribute_to_layer_input=attribute_to_layer_input, method="Score-CAM"
+        )
+        targets = per_sample_target(target, n, clean)
+        reference = None
+        if base is not None:
+            with torch.no_grad():
+                reference = class_scores(
+                    self.forward_func(base, *args), targets, torch.arange(n, device=x.device), score
+                )
+        keys, constant = minmax_normalize(acts)
+        selected = (
+            None if max_channels is None else select_channels(acts, max_channels, channel_criterion)
+        )
+        masks, owner, slots = _distinct_masks(
+            keys, constant, zero_mask=channel_softmax, selected=selected
+        )
+        scores = self._mask_scores(
+            x,
+            targets,
+            args,
+            masks,
+            owner,
+            score=score,
+            mode=mode,
+            align_corners=output.align_corners,
+            normalize_at=normalize_at,
+            chunk_size=perturbations_per_eval * n,
+            show_progress=show_progress,
+        )
+
+        # (N, K): each channel takes its mask's score; with every map constant there is no
+        # mask at all and every weight is 0, as in the official code.
+        weights = scores[slots] if scores.numel() else x.new_zeros(slots.shape)
+        if reference is not None:
+            weights = weights - reference.unsqueeze(1)
+        if channel_softmax:
+            if selected is not None:  # softmax over the selected channels only
+                weights = weights.masked_fill(~selected, -math.inf)
+            weights = weights.softmax(1)
+        else:
+            weights = weights.masked_fill(
+                constant if selected is None else constant | ~selected, 0.0
+            )
+        cam = weighted_sum(weights, acts)
+        if output.upsample:  # ReLU after the resize, as in the official code
+            cam = resize(cam, x.shape[2:], mode, output.align_corners)
+        if relu_attributions:
+            cam = F.relu(cam)
+        return self._finish(cam, x, inputs, output, mode)  # already resized: metadata only
+
+    def _mask_scores(
+        self,
+        x: Tensor,
+        targets: Tensor | list[Any] | None,
+        args: tuple[Any, ...],
+        masks: Tensor,
+        owner: Tensor,
+        *,
+        score: Score,
+        mode: str,
+        align_corners: bool,
+        normalize_at: NormalizeAt,
+        chunk_size: int,
+        show_progress: bool,
+    ) -> Tensor:
+        """The score of each masked input ``f_c(x_owner * H)``, through the engine.
+
+        A variant that scores a mask differently (several noisy or scaled copies per mask:
+        SS-CAM, IS-CAM) overrides this stage; the masks, the weights and the map stay.
+
+        Args:
+            x: checked inputs ``(N, C, *S)``.
+            targets: per-example targets (:func:`per_sample_target`).
+            args: the additional forward arguments (indexed per row by the engine).
+            masks: the distinct masks at layer resolution ``(M, 1, *S')``.
+            owner: ``(M,)``, the example of each mask.
+            score, mode, align_corners, normalize_at: as in :meth:`attribute`.
+            chunk_size: masked inputs per forward pass.
+            show_progress: show a progress bar.
+
+        Returns:
+            ``(M,)`` scores in the inputs' dtype.
+        """
+
+        def build(start: int, stop: int) -> Perturbed:
+            index = owner[start:stop]
+            mask = upsample_masks(masks[start:stop], x.shape[2:], mode, align_corners, normalize_at)
+            return Perturbed(x.index_select(0, index) * mask, index)
+
+        return run_jobs(
+            self.forward_func,
+            x,
+            targets,
+            args,
+            owner.shape[0],
+            build,
+            chunk_size=chunk_size,
+            score=score,
+            show_progress=show_progress,
+            desc="Score-CAM forwards",
         )
 
 
 @final
-class ScoreCAM3D(_ScoreCAM):
+class ScoreCAM3D(ScoreCAM):
     r"""Score-CAM for volumes: ``(N, C, D, H, W)`` in, ``(N, 1, D, H, W)`` out.
 
-    The same computation as :class:`ScoreCAM` (see there for the formula and the variants),
-    with the contract a volume pipeline needs: 5-D input is required, the map is always
-    returned at input resolution, upsampled trilinearly with ``align_corners=False``, and a
-    MONAI ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine and
-    ``applied_operations``, ready for ``Invertd`` and ``SaveImaged``.
+    :class:`ScoreCAM` (see there for the formula, the variants and the approximation) with
+    the contract a volume pipeline needs: 5-D input is required, the map is always returned
+    at input resolution, upsampled trilinearly with ``align_corners=False``, and a MONAI
+    ``MetaTensor`` input gives a ``MetaTensor`` output with the same affine and
+    ``applied_operations``, ready for ``Invertd`` and ``SaveImaged``. ``upsample``,
+    ``interpolate_mode`` and ``align_corners`` are fixed (passing one is a ``TypeError``).
 
     References:
         Wang et al. "Score-CAM: Score-Weighted Visual Explanations for Convolutional Neural
@@ -515,55 +522,4 @@ class ScoreCAM3D(_ScoreCAM):
         torch.Size([1, 1, 32, 32, 32])
     """
 
-    @captum_attribute
-    def attribute(
-        self,
-        inputs: Tensor,
-        target: Any = None,
-        additional_forward_args: Any = None,
-        *,
-        score: Score = "probability",
-        baselines: float | Tensor | None = None,
-        channel_softmax: bool = False,
-        normalize_at: NormalizeAt = "input",
-        perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
-        max_channels: int | float | None = None,
-        channel_criterion: ChannelCriterion = "variance",
-        relu_attributions: bool = True,
-        attribute_to_layer_input: bool = False,
-        show_progress: bool = False,
-    ) -> Tensor:
-        """Compute Score-CAM maps for volumes.
-
-        Args:
-            inputs: ``(N, C, D, H, W)``, floating point, a tensor or a MONAI ``MetaTensor``.
-            target, additional_forward_args, score, baselines, channel_softmax,
-            normalize_at, perturbations_per_eval, max_channels, channel_criterion,
-            relu_attributions, attribute_to_layer_input, show_progress: as in
-            :meth:`ScoreCAM.attribute`.
-
-        Returns:
-            Maps ``(N, 1, D, H, W)`` at input resolution.
-
-        Raises:
-            ValueError: inputs that are not 5-D, and the errors of :meth:`ScoreCAM.attribute`.
-        """
-        return self._score_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            score=score,
-            baselines=baselines,
-            channel_softmax=channel_softmax,
-            normalize_at=normalize_at,
-            align_corners=False,
-            perturbations_per_eval=perturbations_per_eval,
-            max_channels=max_channels,
-            channel_criterion=channel_criterion,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            upsample=True,
-            interpolate_mode="trilinear",
-            show_progress=show_progress,
-            spatial_dims=3,
-        )
+    fixed_output = VOLUME

@@ -28,6 +28,7 @@ from captum_medcam._core.checks import (
     format_additional_args,
     index_additional_args,
     make_generator,
+    renamed_keywords,
     user_stacklevel,
 )
 from captum_medcam._core.engine import progress_bar
@@ -70,30 +71,33 @@ def _module_ids(module: nn.Module) -> set[int]:
     return {id(m) for m in module.modules()}
 
 
-def _build_explainer(
-    explainer: Any, model: nn.Module, layer: str | None, explainer_kwargs: dict[str, Any] | None
+def _build_attribution(
+    attribution: Any,
+    model: nn.Module,
+    layer: str | None,
+    attribution_kwargs: dict[str, Any] | None,
 ) -> Any:
     """Build the attribution object on the copy ``model`` and check that it uses the copy."""
-    if isinstance(explainer, type):
+    if isinstance(attribution, type):
         args: list[Any] = [model]
         if layer is not None:
             args.append(_submodule(model, layer))
-        obj = explainer(*args, **(explainer_kwargs or {}))
-    elif callable(explainer):
-        if layer is not None or explainer_kwargs:
+        obj = attribution(*args, **(attribution_kwargs or {}))
+    elif callable(attribution):
+        if layer is not None or attribution_kwargs:
             raise ValueError(
-                "layer= and explainer_kwargs= are for an attribution class; a factory builds "
-                "the object itself, e.g. explainer=lambda m: LayerGradCam(m, m.layer4)"
+                "layer= and attribution_kwargs= are for an attribution class; a factory builds "
+                "the object itself, e.g. attribution=lambda m: LayerGradCam(m, m.layer4)"
             )
-        obj = explainer(model)
+        obj = attribution(model)
     else:
         raise TypeError(
-            "explainer must be an attribution class (e.g. IntegratedGradients) or a function "
-            f"model -> attribution object, got {type(explainer).__name__}"
+            "attribution must be an attribution class (e.g. IntegratedGradients) or a function "
+            f"model -> attribution object, got {type(attribution).__name__}"
         )
     if not callable(getattr(obj, "attribute", None)):
         raise TypeError(
-            f"the explainer built a {type(obj).__name__}, which has no attribute() method"
+            f"the attribution built a {type(obj).__name__}, which has no attribute() method"
         )
     inside = _module_ids(model)
     forward = getattr(obj, "forward_func", None)
@@ -103,9 +107,9 @@ def _build_explainer(
     for owner in owners:
         if isinstance(owner, nn.Module) and id(owner) not in inside:
             raise ValueError(
-                f"the explainer uses a {type(owner).__name__} that is not part of the model it "
+                f"the attribution uses a {type(owner).__name__} that is not part of the model it "
                 "was given (the randomised copy), e.g. your own model's layer. Build it from "
-                "the model argument: explainer=lambda m: LayerGradCam(m, m.layer4), or pass "
+                "the model argument: attribution=lambda m: LayerGradCam(m, m.layer4), or pass "
                 "the class with layer='layer4'."
             )
     return obj
@@ -283,15 +287,16 @@ def _seeds(generator: torch.Generator | int, count: int) -> list[int]:
     return torch.randint(0, 2**62, (count,), generator=g, device=g.device).tolist()
 
 
+@renamed_keywords(explainer="attribution", explainer_kwargs="attribution_kwargs")
 def model_parameter_randomization(
     model: nn.Module,
-    explainer: type | Callable[[nn.Module], Any],
+    attribution: type | Callable[[nn.Module], Any],
     inputs: Tensor,
     target: Any = None,
     additional_forward_args: Any = None,
     *,
     layer: str | None = None,
-    explainer_kwargs: dict[str, Any] | None = None,
+    attribution_kwargs: dict[str, Any] | None = None,
     attribute_kwargs: dict[str, Any] | None = None,
     mode: Mode = "cascading",
     layers: Sequence[str] | None = None,
@@ -339,20 +344,22 @@ def model_parameter_randomization(
     Args:
         model: the model (an ``nn.Module``); it is deep-copied, which needs the memory of
             a second model on its device.
-        explainer: how to build the attribution on the copy. Either a Captum-style
-            attribution class, built as ``explainer(copy, **explainer_kwargs)`` or, with
-            ``layer``, ``explainer(copy, copy.get_submodule(layer), **explainer_kwargs)``;
+        attribution: how to build the attribution on the copy. Either a Captum-style
+            attribution class, built as ``attribution(copy, **attribution_kwargs)`` or, with
+            ``layer``, ``attribution(copy, copy.get_submodule(layer), **attribution_kwargs)``;
             or a function ``copy -> attribution object``, e.g.
             ``lambda m: LayerGradCam(m, m.layer4)``. The object needs ``attribute(inputs,
             target=..., **attribute_kwargs)``. It is built once and reused: randomising
-            changes the copy's parameters in place.
+            changes the copy's parameters in place. (Called ``explainer`` before; that
+            keyword still works, with a ``FutureWarning``.)
         inputs: ``(N, C, *S)`` with 1 to 3 spatial dims.
         target: the class to explain, as in Captum. Keep it fixed, e.g. the class predicted
             by the original model: ``target=model(x).argmax(1)``.
         additional_forward_args: further model arguments, as in Captum.
         layer: dotted name of the layer (``"layer4"``, ``"features.7"``) for an attribution
             class that takes one (``LayerGradCam``, ``ScoreCAM``); looked up in the copy.
-        explainer_kwargs: further constructor arguments for an attribution class.
+        attribution_kwargs: further constructor arguments for an attribution class
+            (``explainer_kwargs`` before; it still works, with a ``FutureWarning``).
         attribute_kwargs: further arguments of ``attribute`` (``n_steps=16``,
             ``baselines=...``).
         mode: ``"cascading"`` (default) or ``"independent"``.
@@ -385,10 +392,10 @@ def model_parameter_randomization(
         after ReLU): a constant map has no ranking.
 
     Raises:
-        TypeError: a model that is not an ``nn.Module``, an explainer that is neither a
-            class nor a function, an attribution that is not a tensor.
-        ValueError: unknown layer names or similarity names, an explainer built on the
-            user's model instead of the copy, an attribution not shaped like the inputs.
+        TypeError: a model that is not an ``nn.Module``, an ``attribution`` that is neither
+            a class nor a function, maps that are not a tensor.
+        ValueError: unknown layer names or similarity names, an attribution built on the
+            user's model instead of the copy, maps not shaped like the inputs.
 
     Example:
         >>> import torch
@@ -435,7 +442,7 @@ def model_parameter_randomization(
     args = format_additional_args(additional_forward_args)
 
     work = copy.deepcopy(model)
-    obj = _build_explainer(explainer, work, layer, explainer_kwargs)
+    obj = _build_attribution(attribution, work, layer, attribution_kwargs)
     if layers is None:
         names = _default_layers(work, x, args, n)
     else:

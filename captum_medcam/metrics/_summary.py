@@ -13,6 +13,7 @@ from captum_medcam._core.checks import (
     check_int,
     check_positive_int,
     format_additional_args,
+    renamed_keywords,
     warn_if_training,
 )
 from captum_medcam._core.engine import forward_in_chunks
@@ -91,15 +92,19 @@ class Summary(NamedTuple):
         return f"{self.mean:.4f} ± {self.std:.4f}"
 
 
-def summarize(values: Tensor, mask: Tensor | None = None, *, correction: int = 0) -> Summary:
-    """Mean ± standard deviation of per-example values, optionally over ``mask`` only.
+@renamed_keywords(mask="where")
+def summarize(values: Tensor, where: Tensor | None = None, *, correction: int = 0) -> Summary:
+    """Mean ± standard deviation of per-example values, optionally over ``where`` only.
 
     The default ``correction=0`` is NumPy's ``np.std`` (the population deviation) as the
     reference tables were computed with NumPy; ``correction=1`` gives the sample deviation.
 
     Args:
         values: ``(N,)`` metric values, e.g. from :func:`deletion_auc`.
-        mask: ``(N,)`` bool, e.g. from :func:`correctly_classified`; None keeps all.
+        where: ``(N,)`` bool, the examples to include (as NumPy's ``where=``), e.g. from
+            :func:`correctly_classified`; None keeps all. (Called ``mask`` before, a name
+            that means a ground-truth region everywhere else; ``mask=`` still works, with a
+            ``FutureWarning``.)
         correction: degrees of freedom subtracted from the count.
 
     Returns:
@@ -117,17 +122,17 @@ def summarize(values: Tensor, mask: Tensor | None = None, *, correction: int = 0
         raise TypeError(f"values must be a torch.Tensor, got {type(values).__name__}")
     check_int(correction, "correction", low=0)
     v = values.detach().reshape(-1)
-    if mask is not None:
-        if not isinstance(mask, Tensor):
-            raise TypeError(f"mask must be a bool tensor or None, got {type(mask).__name__}")
-        if mask.dtype != torch.bool or mask.numel() != v.numel():
+    if where is not None:
+        if not isinstance(where, Tensor):
+            raise TypeError(f"where must be a bool tensor or None, got {type(where).__name__}")
+        if where.dtype != torch.bool or where.numel() != v.numel():
             raise ValueError(
-                f"mask must be a bool tensor with one entry per value ({v.numel()}), got "
-                f"dtype {mask.dtype} and shape {tuple(mask.shape)}"
+                f"where must be a bool tensor with one entry per value ({v.numel()}), got "
+                f"dtype {where.dtype} and shape {tuple(where.shape)}"
             )
-        v = v[mask.reshape(-1).to(v.device)]
+        v = v[where.reshape(-1).to(v.device)]
     if v.numel() == 0:
-        raise ValueError("no value to summarize (empty values, or a mask that keeps none)")
+        raise ValueError("no value to summarize (empty values, or a where= that keeps none)")
     if v.numel() <= correction:
         raise ValueError(
             f"correction={correction} needs more than {correction} values, got {v.numel()}"

@@ -114,3 +114,27 @@ def test_the_constructor_checks_and_captum_conventions() -> None:
     assert cam.multiplies_by_inputs is False
     (maps,) = cam.attribute((_x(2),))  # a 1-tuple in, a 1-tuple out, as Captum's metrics pass
     assert maps.shape == (2, 1, 8, 8)
+
+
+def _volume_entry_points() -> list[str]:
+    from tests.conftest import LAYER_CLASSES
+
+    return [n for n in LAYER_CLASSES if n.endswith("3D") and n[:-2] in LAYER_CLASSES]
+
+
+@pytest.mark.parametrize("name", _volume_entry_points())
+def test_every_volume_entry_point_is_its_nd_class_with_volume_output(name: str) -> None:
+    """ScoreCAM3D, CRM3D, GradCAM3D, ...: the N-D class, the volume options, nothing else."""
+    import captum_medcam
+
+    volume, nd = getattr(captum_medcam, name), getattr(captum_medcam, name[:-2])
+    assert volume.__mro__[1] is nd and volume.fixed_output == VOLUME
+    assert volume.__doc__ and volume.__doc__ != nd.__doc__  # its own docstring, written out
+    assert "attribute" not in vars(volume) and "__init__" not in vars(volume)
+    model = small_cnn(3)
+    before = model_state(model)
+    with pytest.raises(TypeError, match=f"'align_corners'.*use {name[:-2]}"):
+        volume(model, model[4]).attribute(_x(3), target=0, align_corners=True)
+    with pytest.raises(ValueError, match="5-D"):
+        volume(model, model[4]).attribute(_x(2), target=0)
+    assert_unchanged(model, before)

@@ -30,9 +30,9 @@ def test_correctly_classified_in_chunks() -> None:
 
 def test_summarize_matches_numpy() -> None:
     values = torch.tensor([0.1, 0.5, 0.25, 0.9, 0.3], dtype=torch.float64)
-    mask = torch.tensor([True, True, False, True, True])
-    s = summarize(values, mask)
-    kept = values.numpy()[mask.numpy()]
+    where = torch.tensor([True, True, False, True, True])
+    s = summarize(values, where)
+    kept = values.numpy()[where.numpy()]
     assert s.n == 4
     assert s.mean == pytest.approx(float(np.mean(kept)))
     assert s.std == pytest.approx(float(np.std(kept)))
@@ -44,3 +44,14 @@ def test_summarize_matches_numpy() -> None:
         summarize(values, torch.zeros(5, dtype=torch.bool))
     with pytest.raises(ValueError, match="bool"):
         summarize(values, torch.ones(4, dtype=torch.bool))
+
+
+def test_summarize_old_keyword_mask_still_works_with_a_future_warning() -> None:
+    """``mask=`` was renamed ``where=`` (a mask is a ground-truth region everywhere else)."""
+    values = torch.tensor([0.1, 0.5, 0.25], dtype=torch.float64)
+    where = torch.tensor([True, False, True])
+    with pytest.warns(FutureWarning, match=r"mask= is now called where="):
+        old = summarize(values, mask=where)
+    assert old == summarize(values, where=where) == summarize(values, where)
+    with pytest.raises(TypeError, match="both mask= and where="):
+        summarize(values, mask=where, where=where)

@@ -81,7 +81,7 @@ def test_users_model_and_random_state_are_unchanged(dims: int) -> None:
     assert torch.equal(torch.get_rng_state(), rng)
 
 
-def test_users_model_is_unchanged_when_the_explainer_raises() -> None:
+def test_users_model_is_unchanged_when_the_attribution_raises() -> None:
     model, x, _ = data(2)
     model.train()  # a mode that must survive too
     before = model_state(model)
@@ -183,7 +183,7 @@ def test_additional_forward_args_are_split_with_their_examples() -> None:
     assert torch.allclose(whole.similarity["spearman"], parts.similarity["spearman"])
 
 
-# --- how explainers are given ----------------------------------------------------------------
+# --- how attributions are given ----------------------------------------------------------------
 
 
 def test_class_with_layer_name_equals_factory() -> None:
@@ -194,6 +194,35 @@ def test_class_with_layer_name_equals_factory() -> None:
     )
     for name in by_name.similarity:
         assert torch.equal(by_name.similarity[name], by_factory.similarity[name])
+
+
+def test_old_keywords_explainer_still_work_with_a_future_warning() -> None:
+    """``explainer=`` / ``explainer_kwargs=`` were renamed ``attribution=`` /
+    ``attribution_kwargs=`` (the object is called ``attribution`` everywhere else)."""
+    model, x, target = data(2)
+    new = model_parameter_randomization(
+        model,
+        attribution=ScoreCAM,
+        inputs=x,
+        target=target,
+        layer="4",
+        generator=0,
+        attribution_kwargs={},
+    )
+    with pytest.warns(FutureWarning, match="explainer= is now called attribution="):
+        old = model_parameter_randomization(
+            model, explainer=ScoreCAM, inputs=x, target=target, layer="4", generator=0
+        )
+    with pytest.warns(FutureWarning, match="explainer_kwargs= is now called attribution_kwargs="):
+        model_parameter_randomization(
+            model, ScoreCAM, x, target, layer="4", generator=0, explainer_kwargs={}
+        )
+    for name in new.similarity:
+        assert torch.equal(new.similarity[name], old.similarity[name])
+    with pytest.raises(TypeError, match="both explainer= and attribution="):
+        model_parameter_randomization(
+            model, explainer=ScoreCAM, attribution=ScoreCAM, inputs=x, target=target
+        )
 
 
 def test_captum_integrated_gradients_with_attribute_kwargs() -> None:
@@ -216,7 +245,7 @@ def test_captum_integrated_gradients_with_attribute_kwargs() -> None:
     assert_unchanged(model, before)
 
 
-def test_explainer_built_on_the_users_model_is_refused() -> None:
+def test_attribution_built_on_the_users_model_is_refused() -> None:
     model, x, target = data(2)
     with pytest.raises(ValueError, match="not part of the model it was given"):
         model_parameter_randomization(model, lambda m: LayerGradCam(m, model[4]), x, target)
