@@ -6,6 +6,7 @@ SS-CAM adds Gaussian noise to each mask, IS-CAM scales each masked input along a
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from typing import Any, final
 
 import torch
@@ -29,9 +30,11 @@ from captum_medcam.attr._cam import weighted_sum
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._score_cam import (
     DEFAULT_PERTURBATIONS_PER_EVAL,
+    ChannelCriterion,
     NormalizeAt,
-    _distinct_masks,
+    ScoreCAM,
     _input_baseline,
+    upsample_masks,
 )
 
 __all__ = ["ISCAM", "ISCAM3D", "SSCAM", "SSCAM3D"]
@@ -41,6 +44,9 @@ SS_NUM_SAMPLES = 35
 SS_STD = 2.0
 #: IS-CAM's default number of steps, as in torchcam 0.5.
 IS_NUM_SAMPLES = 10
+#: IS-CAM's number of steps during one call (read by its ``_mask_scores`` stage); a context
+#: variable, so that the attribution object itself holds configuration only.
+_STEPS: ContextVar[int] = ContextVar("iscam_steps")
 
 
 def integration_coefficients(num_samples: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -98,130 +104,7 @@ class _SharedNoise:
         return torch.stack(rows).unsqueeze(1)
 
 
-class _SampledScoreCAM(CAMBase, PerturbationAttribution):
-    """Shared implementation of SS-CAM and IS-CAM; use the public classes."""
-
-    _name = "Score-CAM"
-
-    def _sampled_cam(
-        self,
-        inputs: Tensor,
-        target: Any,
-        additional_forward_args: Any,
-        *,
-        smooth: bool,
-        num_samples: int,
-        std: float,
-        generator: int | torch.Generator,
-        score: Score,
-        baselines: float | Tensor | None,
-        channel_softmax: bool,
-        normalize_at: NormalizeAt,
-        perturbations_per_eval: int,
-        relu_attributions: bool,
-        attribute_to_layer_input: bool,
-        output: CAMOutput,
-        show_progress: bool,
-    ) -> Tensor:
-        x, mode = self._check_call(
-            inputs,
-            target,
-            output,
-            channel_softmax=channel_softmax,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            show_progress=show_progress,
-        )
-        check_positive_int(num_samples, "num_samples")
-        if smooth:
-            std = check_finite_float(std, "std", low=0.0)
-            make_generator(generator)
-        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        check_choice(score, "score", ("probability", "logit", "sigmoid"))
-        check_choice(normalize_at, "normalize_at", ("input", "layer"))
-        base = None if baselines is None else _input_baseline(baselines, x)
-        args = format_additional_args(additional_forward_args)
-        align_corners = output.align_corners
-        n = x.shape[0]
-        out, acts = self._capture(
-            x, args, attribute_to_layer_input=attribute_to_layer_input, method=self._name
-        )
-
-        with torch.no_grad():
-            targets = per_sample_target(target, n, out)
-            keys, constant = minmax_normalize(acts)
-
-            def at_input(maps: Tensor) -> Tensor:
-                up = resize(maps, x.shape[2:], mode, align_corners)
-                return minmax_normalize(up)[0] if normalize_at == "input" else up
-
-            k = acts.shape[1]
-            if smooth:
-                # jobs (sample s, channel k, example i) in this order; constant channels take
-                # part only under the channel softmax (their mask is then the noise alone)
-                wanted = torch.ones_like(constant) if channel_softmax else ~constant
-                grid = wanted.t().unsqueeze(0).expand(num_samples, k, n)
-                s_idx, k_idx, owner = grid.nonzero(as_tuple=True)
-                pair = (s_idx * k + k_idx).cpu()  # read on the host by the noise, once
-                noise = _SharedNoise(generator, std, tuple(x.shape[2:]), x)
-                source = keys if normalize_at == "layer" else acts
-
-                def build(start: int, stop: int) -> Perturbed:
-                    i, c = owner[start:stop], k_idx[start:stop]
-                    mask = at_input(source[i, c].unsqueeze(1)) + noise(pair[start:stop])
-                    return Perturbed(x.index_select(0, i) * mask, i)
-
-            else:
-                masks, mask_owner, slots = _distinct_masks(
-                    keys, constant, zero_mask=channel_softmax
-                )
-                coeff = integration_coefficients(num_samples, x.dtype).to(x.device)
-                # jobs (mask m, step i) in this order
-                owner = mask_owner.repeat_interleave(num_samples)
-                trailing = [1] * (x.dim() - 1)
-
-                def build(start: int, stop: int) -> Perturbed:
-                    job = torch.arange(start, stop, device=x.device)
-                    mask = at_input(masks.index_select(0, job // num_samples))
-                    scale = coeff[job % num_samples].view(-1, *trailing)
-                    i = owner[start:stop]
-                    return Perturbed(x.index_select(0, i) * (mask * scale), i)
-
-            scores = run_jobs(
-                self.forward_func,
-                x,
-                targets,
-                args,
-                owner.shape[0],
-                build,
-                chunk_size=perturbations_per_eval * n,
-                score=score,
-                show_progress=show_progress,
-                desc=f"{self._name} forwards",
-            )
-            if smooth:
-                table = x.new_zeros(num_samples, k, n)
-                table[s_idx, k_idx, owner] = scores
-                weights = table.mean(0).t()
-            elif scores.numel():
-                weights = scores.view(-1, num_samples).mean(1)[slots]
-            else:  # every map constant: no mask, every weight 0 (as Score-CAM)
-                weights = x.new_zeros(n, k)
-            if base is not None:
-                everyone = torch.arange(n, device=x.device)
-                reference = class_scores(self.forward_func(base, *args), targets, everyone, score)
-                weights = weights - reference.unsqueeze(1)
-            if channel_softmax:
-                weights = weights.softmax(1)
-            else:
-                weights = weights.masked_fill(constant, 0.0)
-            cam = weighted_sum(weights, acts)
-            if relu_attributions:
-                cam = F.relu(cam)
-        return self._finish(cam, x, inputs, output, mode)
-
-
-class SSCAM(_SampledScoreCAM):
+class SSCAM(CAMBase, PerturbationAttribution):
     r"""SS-CAM, smoothed Score-CAM: Score-CAM's channel score averaged over noisy masks.
 
     For a layer with activations ``A`` of shape ``(N, K, *S')`` and inputs ``x`` of shape
@@ -230,7 +113,7 @@ class SSCAM(_SampledScoreCAM):
     sample and channel, shared by the input channels::
 
         w_k = softmax_k( (1/N) sum_{i=1..N} f_c(x * (H_k + delta_i)) )
-        L   = Up(ReLU(sum_k w_k * A_k))
+        L   = ReLU(sum_k w_k * Up(A_k))
 
     ``f_c`` is the logit of class ``c``. Noise added to the masks is the paper's first
     variant (SS-CAM(1), smoothing the feature maps), as torchcam implements it; the paper's
@@ -251,14 +134,17 @@ class SSCAM(_SampledScoreCAM):
 
     The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
     formula): logits, a softmax over channels, masks min-max normalised at layer resolution
-    and then upsampled, ReLU at layer resolution. The other Score-CAM variants are options
+    and then upsampled. The other Score-CAM variants are options
     with the meaning they have in :class:`ScoreCAM` (``score``, ``baselines``,
     ``channel_softmax``, ``normalize_at``, ``align_corners``). torchcam subtracts the
     unmasked input's score from every weight; under the channel softmax that per-example
     constant cancels, so it is not repeated here (``baselines`` subtracts a baseline input's
     score, which matters without the softmax). torchcam adds ``1e-8`` to each map's range
     when normalising (here constant maps are exact zeros) and works in chunks of 32 masked
-    inputs; neither changes the result beyond rounding.
+    inputs; neither changes the result beyond rounding. The ReLU comes after the resize, as
+    in :class:`ScoreCAM` (the official Score-CAM code); torchcam applies it at layer
+    resolution and leaves the resize to the user, so the maps at layer resolution
+    (``upsample=False``) are the ones to compare.
 
     Args:
         forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
@@ -283,8 +169,6 @@ class SSCAM(_SampledScoreCAM):
         >>> maps.shape, torch.equal(maps, cam.attribute(x, target=[0, 2], num_samples=4))
         (torch.Size([2, 1, 16, 16]), True)
     """
-
-    _name = "SS-CAM"
 
     @captum_attribute
     def attribute(
@@ -335,7 +219,8 @@ class SSCAM(_SampledScoreCAM):
             perturbations_per_eval: masked copies per example in one forward pass; each
                 forward holds at most ``perturbations_per_eval * N`` inputs, made chunk by
                 chunk.
-            relu_attributions: apply ReLU to the map at layer resolution (default True).
+            relu_attributions: apply ReLU to the map (default True), after the resize as in
+                :class:`ScoreCAM`.
             attribute_to_layer_input: use the layer's input instead of its output.
             upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
                 layer resolution ``(N, 1, *S')``. Not taken by the 3D entry point.
@@ -356,11 +241,10 @@ class SSCAM(_SampledScoreCAM):
                 reached by the forward pass, ``num_samples`` or ``perturbations_per_eval``
                 below 1, a negative or non-finite ``std``, a negative seed, unknown options.
         """
-        return self._sampled_cam(
+        return self._ss_cam(
             inputs,
             target,
             additional_forward_args,
-            smooth=True,
             num_samples=num_samples,
             std=std,
             generator=generator,
@@ -374,6 +258,101 @@ class SSCAM(_SampledScoreCAM):
             output=self._output(upsample, interpolate_mode, align_corners),
             show_progress=show_progress,
         )
+
+    def _ss_cam(
+        self,
+        inputs: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        *,
+        num_samples: int,
+        std: float,
+        generator: int | torch.Generator,
+        score: Score,
+        baselines: float | Tensor | None,
+        channel_softmax: bool,
+        normalize_at: NormalizeAt,
+        perturbations_per_eval: int,
+        relu_attributions: bool,
+        attribute_to_layer_input: bool,
+        output: CAMOutput,
+        show_progress: bool,
+    ) -> Tensor:
+        """The pipeline: Score-CAM's, with one job per (sample, channel, example)."""
+        x, mode = self._check_call(
+            inputs,
+            target,
+            output,
+            channel_softmax=channel_softmax,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            show_progress=show_progress,
+        )
+        check_positive_int(num_samples, "num_samples")
+        std = check_finite_float(std, "std", low=0.0)
+        make_generator(generator)
+        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+        check_choice(score, "score", ("probability", "logit", "sigmoid"))
+        check_choice(normalize_at, "normalize_at", ("input", "layer"))
+        base = None if baselines is None else _input_baseline(baselines, x)
+        args = format_additional_args(additional_forward_args)
+        n = x.shape[0]
+        clean, acts = self._capture(
+            x, args, attribute_to_layer_input=attribute_to_layer_input, method="SS-CAM"
+        )
+        targets = per_sample_target(target, n, clean)
+        keys, constant = minmax_normalize(acts)
+        k = acts.shape[1]
+        # Jobs (sample s, channel k, example i) in this order. Every channel draws its own
+        # noise, as in torchcam and the paper, so channels with equal masks are not merged
+        # as in Score-CAM; constant channels take part only under the channel softmax (their
+        # mask is then the noise alone).
+        wanted = torch.ones_like(constant) if channel_softmax else ~constant
+        s_idx, k_idx, owner = (
+            wanted.t().unsqueeze(0).expand(num_samples, k, n).nonzero(as_tuple=True)
+        )
+        pair = (s_idx * k + k_idx).cpu()  # read on the host by the noise, once
+        noise = _SharedNoise(generator, std, tuple(x.shape[2:]), x)
+        source = keys if normalize_at == "layer" else acts
+
+        def build(start: int, stop: int) -> Perturbed:
+            i, c = owner[start:stop], k_idx[start:stop]
+            mask = upsample_masks(
+                source[i, c].unsqueeze(1), x.shape[2:], mode, output.align_corners, normalize_at
+            )
+            return Perturbed(x.index_select(0, i) * (mask + noise(pair[start:stop])), i)
+
+        scores = run_jobs(
+            self.forward_func,
+            x,
+            targets,
+            args,
+            owner.shape[0],
+            build,
+            chunk_size=perturbations_per_eval * n,
+            score=score,
+            show_progress=show_progress,
+            desc="SS-CAM forwards",
+        )
+        table = x.new_zeros(num_samples, k, n)
+        table[s_idx, k_idx, owner] = scores
+        weights = table.mean(0).t()
+        with torch.no_grad():
+            if base is not None:
+                reference = class_scores(
+                    self.forward_func(base, *args), targets, torch.arange(n, device=x.device), score
+                )
+                weights = weights - reference.unsqueeze(1)
+            if channel_softmax:
+                weights = weights.softmax(1)
+            else:
+                weights = weights.masked_fill(constant, 0.0)
+            cam = weighted_sum(weights, acts)
+        if output.upsample:  # ReLU after the resize, as Score-CAM's official code
+            cam = resize(cam, x.shape[2:], mode, output.align_corners)
+        if relu_attributions:
+            cam = F.relu(cam)
+        return self._finish(cam, x, inputs, output, mode)  # already resized: metadata only
 
 
 @final
@@ -403,7 +382,7 @@ class SSCAM3D(SSCAM):
     fixed_output = VOLUME
 
 
-class ISCAM(_SampledScoreCAM):
+class ISCAM(ScoreCAM):
     r"""IS-CAM, integrated Score-CAM: Score-CAM's channel score averaged along a path of
     growing masks.
 
@@ -412,7 +391,7 @@ class ISCAM(_SampledScoreCAM):
     ``c_i = sum_{j=1..i} j / N = i (i + 1) / (2N)``::
 
         w_k = softmax_k( (1/N) sum_{i=1..N} f_c(c_i * (x * H_k)) )
-        L   = Up(ReLU(sum_k w_k * A_k))
+        L   = ReLU(sum_k w_k * Up(A_k))
 
     ``f_c`` is the logit of class ``c``. The step-``i`` mask is the running sum of
     ``(j / N) * H_k``, as in the paper's algorithm and torchcam's code, so the scale grows
@@ -420,19 +399,23 @@ class ISCAM(_SampledScoreCAM):
     difference between torchcam's docstring and its code. Cost: ``num_samples`` forwards per
     distinct mask; channels whose map is constant cost none (their weight is 0, or under the
     softmax the all-zero mask's score), and channels whose normalised masks are equal share
-    their forwards, as in :class:`ScoreCAM`. Deterministic. ``num_samples=1`` gives
-    Score-CAM.
+    their forwards, as in :class:`ScoreCAM`, whose pipeline this is (only the score of a
+    mask differs), approximate mode (``max_channels``) included. Deterministic.
+    ``num_samples=1`` gives Score-CAM.
 
     The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
     formula): logits, a softmax over channels, masks min-max normalised at layer resolution
-    and then upsampled, ReLU at layer resolution. The other Score-CAM variants are options
+    and then upsampled. The other Score-CAM variants are options
     with the meaning they have in :class:`ScoreCAM` (``score``, ``baselines``,
     ``channel_softmax``, ``normalize_at``, ``align_corners``). torchcam subtracts the
     unmasked input's score from every weight; under the channel softmax that per-example
     constant cancels, so it is not repeated here (``baselines`` subtracts a baseline input's
     score, which matters without the softmax). torchcam adds ``1e-8`` to each map's range
     when normalising (here constant maps are exact zeros) and works in chunks of 32 masked
-    inputs; neither changes the result beyond rounding.
+    inputs; neither changes the result beyond rounding. The ReLU comes after the resize, as
+    in :class:`ScoreCAM` (the official Score-CAM code); torchcam applies it at layer
+    resolution and leaves the resize to the user, so the maps at layer resolution
+    (``upsample=False``) are the ones to compare.
 
     Args:
         forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.
@@ -455,8 +438,6 @@ class ISCAM(_SampledScoreCAM):
         torch.Size([2, 1, 16, 16])
     """
 
-    _name = "IS-CAM"
-
     @captum_attribute
     def attribute(
         self,
@@ -470,6 +451,8 @@ class ISCAM(_SampledScoreCAM):
         channel_softmax: bool = True,
         normalize_at: NormalizeAt = "layer",
         perturbations_per_eval: int = DEFAULT_PERTURBATIONS_PER_EVAL,
+        max_channels: int | float | None = None,
+        channel_criterion: ChannelCriterion = "variance",
         relu_attributions: bool = True,
         attribute_to_layer_input: bool = False,
         upsample: bool = True,
@@ -500,7 +483,10 @@ class ISCAM(_SampledScoreCAM):
             perturbations_per_eval: masked copies per example in one forward pass; each
                 forward holds at most ``perturbations_per_eval * N`` inputs, made chunk by
                 chunk.
-            relu_attributions: apply ReLU to the map at layer resolution (default True).
+            max_channels, channel_criterion: approximate IS-CAM, only the channels ranked
+                highest per example, as in :meth:`ScoreCAM.attribute` (default None: exact).
+            relu_attributions: apply ReLU to the map (default True), after the resize as in
+                :class:`ScoreCAM`.
             attribute_to_layer_input: use the layer's input instead of its output.
             upsample: return maps at input resolution ``(N, 1, *S)``; False returns them at
                 layer resolution ``(N, 1, *S')``. Not taken by the 3D entry point.
@@ -519,26 +505,73 @@ class ISCAM(_SampledScoreCAM):
                 wrong type; an output keyword passed to :class:`ISCAM3D`.
             ValueError: wrong input dims, NaN/inf inputs, a target out of range, a layer not
                 reached by the forward pass, ``num_samples`` or ``perturbations_per_eval``
-                below 1, unknown options.
+                below 1, ``max_channels`` out of range, unknown options.
         """
-        return self._sampled_cam(
-            inputs,
-            target,
-            additional_forward_args,
-            smooth=False,
-            num_samples=num_samples,
-            std=0.0,
-            generator=DEFAULT_SEED,
+        check_positive_int(num_samples, "num_samples")
+        token = _STEPS.set(num_samples)
+        try:
+            return self._score_cam(
+                inputs,
+                target,
+                additional_forward_args,
+                score=score,
+                baselines=baselines,
+                channel_softmax=channel_softmax,
+                normalize_at=normalize_at,
+                perturbations_per_eval=perturbations_per_eval,
+                max_channels=max_channels,
+                channel_criterion=channel_criterion,
+                relu_attributions=relu_attributions,
+                attribute_to_layer_input=attribute_to_layer_input,
+                show_progress=show_progress,
+                output=self._output(upsample, interpolate_mode, align_corners),
+            )
+        finally:
+            _STEPS.reset(token)
+
+    def _mask_scores(
+        self,
+        x: Tensor,
+        targets: Tensor | list[Any] | None,
+        args: tuple[Any, ...],
+        masks: Tensor,
+        owner: Tensor,
+        *,
+        score: Score,
+        mode: str,
+        align_corners: bool,
+        normalize_at: NormalizeAt,
+        chunk_size: int,
+        show_progress: bool,
+    ) -> Tensor:
+        """IS-CAM's score of each distinct mask ``H``: the mean of ``f_c(c_i * x * H)`` over
+        the ``N`` steps; jobs (mask, step), in this order, through the engine."""
+        steps = _STEPS.get()
+        coeff = integration_coefficients(steps, x.dtype).to(x.device)
+        trailing = [1] * (x.dim() - 1)
+
+        def build(start: int, stop: int) -> Perturbed:
+            job = torch.arange(start, stop, device=x.device)
+            index = owner[job // steps]
+            mask = upsample_masks(
+                masks.index_select(0, job // steps), x.shape[2:], mode, align_corners, normalize_at
+            )
+            scale = coeff[job % steps].view(-1, *trailing)
+            return Perturbed(x.index_select(0, index) * (mask * scale), index)
+
+        scores = run_jobs(
+            self.forward_func,
+            x,
+            targets,
+            args,
+            owner.shape[0] * steps,
+            build,
+            chunk_size=chunk_size,
             score=score,
-            baselines=baselines,
-            channel_softmax=channel_softmax,
-            normalize_at=normalize_at,
-            perturbations_per_eval=perturbations_per_eval,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-            output=self._output(upsample, interpolate_mode, align_corners),
             show_progress=show_progress,
+            desc="IS-CAM forwards",
         )
+        return scores.view(-1, steps).mean(1)
 
 
 @final

@@ -97,17 +97,17 @@ def test_one_sample_without_noise_is_score_cam(dims, kind):
         {"channel_softmax": False, "score": "probability", "normalize_at": "input"},
         {"baselines": 0.0, "channel_softmax": False},
     ):
-        # at layer resolution: Score-CAM applies its ReLU after upsampling (official code)
-        ours = CLASSES[kind](model, model[4]).attribute(
-            x, target=[0, 2], upsample=False, **options, **variant
-        )
-        ref = ScoreCAM(model, model[4]).attribute(
-            x,
-            target=[0, 2],
-            upsample=False,
-            **{"score": "logit", "channel_softmax": True, "normalize_at": "layer", **variant},
-        )
-        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+        for upsample in (True, False):
+            ours = CLASSES[kind](model, model[4]).attribute(
+                x, target=[0, 2], upsample=upsample, **options, **variant
+            )
+            ref = ScoreCAM(model, model[4]).attribute(
+                x,
+                target=[0, 2],
+                upsample=upsample,
+                **{"score": "logit", "channel_softmax": True, "normalize_at": "layer", **variant},
+            )
+            torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["ss", "is"])
@@ -153,6 +153,30 @@ def test_batch_and_chunk_invariance(dims, kind):
     for i in range(3):
         single = cam.attribute(x[i : i + 1], target=int(targets[i]), **FAST[kind])
         torch.testing.assert_close(batch[i : i + 1], single, rtol=0, atol=1e-12)
+
+
+def test_is_cam_approximate_mode():
+    model = small_cnn(2)
+    x = torch.randn(2, 2, 8, 8, dtype=torch.float64)
+    cam = ISCAM(model, model[4])
+    exact = cam.attribute(x, target=[0, 1], num_samples=3)
+    assert torch.equal(cam.attribute(x, target=[0, 1], num_samples=3, max_channels=1.0), exact)
+    counted = Counter(model).eval()
+    ISCAM(counted, model[4]).attribute(
+        x, target=[0, 1], num_samples=3, max_channels=2, perturbations_per_eval=1
+    )
+    assert counted.calls <= 1 + 3 * 2 * 2  # <= 2 masks (and no zero mask) per example
+    # the weights of the kept channels: a softmax over them only, as in Score-CAM
+    ref = ScoreCAM(model, model[4]).attribute(
+        x,
+        target=[0, 1],
+        score="logit",
+        channel_softmax=True,
+        normalize_at="layer",
+        max_channels=2,
+    )
+    one = cam.attribute(x, target=[0, 1], num_samples=1, max_channels=2)
+    torch.testing.assert_close(one, ref, rtol=0, atol=1e-12)
 
 
 def test_ss_cam_noise_is_seeded_and_leaves_the_global_state():
