@@ -90,11 +90,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--size2d", type=int, default=112, help="2D image edge")
     parser.add_argument(
-        "--size3d", type=int, default=64, help="3D volume edge (64: a 2x2x2 layer4 map)"
+        "--size3d", type=int, default=48, help="3D volume edge (48: a 2x2x2 layer4 map)"
     )
     parser.add_argument("--rounds3d", type=int, default=1, help="rounds of the 3D case")
     parser.add_argument("--widen", type=float, default=0.25, help="ResNet-18 widen_factor")
-    parser.add_argument("--ss-samples", type=int, default=8, help="SS-CAM noisy masks per channel")
+    parser.add_argument("--ss-samples", type=int, default=4, help="SS-CAM noisy masks per channel")
     args = parser.parse_args()
     rounds = 1 if args.quick else args.rounds
     size2d, size3d = (48, 32) if args.quick else (args.size2d, args.size3d)
