@@ -552,12 +552,17 @@ class ISCAM(ScoreCAM):
 
         def build(start: int, stop: int) -> Perturbed:
             job = torch.arange(start, stop, device=x.device)
+            first = start // steps  # the chunk's masks are first .. (stop - 1) // steps
+            up = upsample_masks(
+                masks[first : (stop - 1) // steps + 1],
+                x.shape[2:],
+                mode,
+                align_corners,
+                normalize_at,
+            )  # each mask upsampled once per chunk, not once per step
             index = owner[job // steps]
-            mask = upsample_masks(
-                masks.index_select(0, job // steps), x.shape[2:], mode, align_corners, normalize_at
-            )
             scale = coeff[job % steps].view(-1, *trailing)
-            return Perturbed(x.index_select(0, index) * (mask * scale), index)
+            return Perturbed(x.index_select(0, index) * (up[job // steps - first] * scale), index)
 
         scores = run_jobs(
             self.forward_func,
