@@ -8,6 +8,7 @@ functions in :mod:`captum_medcam.metrics`, as in :mod:`captum.metrics`.
 from importlib.metadata import PackageNotFoundError, version
 
 from captum_medcam import attr, data, metrics, reshapes, visualization
+from captum_medcam._core.engine import PerturbationOptions, perturbation_options
 from captum_medcam.attr import (
     CRM,
     CRM3D,
@@ -63,6 +64,7 @@ __all__ = [
     "LayerCAM",
     "LayerCAM3D",
     "MedMNIST3D",
+    "PerturbationOptions",
     "ScoreCAM",
     "ScoreCAM3D",
     "XGradCAM",
@@ -72,6 +74,7 @@ __all__ = [
     "data",
     "evaluate_dataset",
     "metrics",
+    "perturbation_options",
     "reshapes",
     "run_distributed",
     "visualization",

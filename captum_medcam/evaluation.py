@@ -40,6 +40,7 @@ from captum_medcam._core.checks import (
     check_positive_int,
     check_target_type,
 )
+from captum_medcam._core.engine import progress_bar, shared_forward
 from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import resize
 from captum_medcam._core.targets import class_indices
@@ -715,10 +716,8 @@ def evaluate_dataset(
     )
     bar: Any = None
     if show_progress and rank == 0:
-        from tqdm.auto import tqdm
-
         desc = f"{method or 'evaluating'} (rank 0 of {world_size})"
-        bar = tqdm(total=len(indices), desc=desc, unit="volume")
+        bar = progress_bar(len(indices), desc, unit="volume")
 
     special = ("__target__", "__index__", "__pred__", "__label__", "__correct__")
     parts: dict[str, list[Tensor]] = {name: [] for name in (*metric_fns, *special)}
@@ -749,7 +748,10 @@ def evaluate_dataset(
                 if len(keep) == 0:
                     continue
                 t = _take(t, keep, n)
-                x = x[keep.to(x.device)]
+                if len(keep) < n:
+                    x = x[keep.to(x.device)]
+                    with torch.no_grad():
+                        output = model(x)  # the metrics' clean forward, shared below
                 batch_indices, predictions = batch_indices[keep], predictions[keep.to(device)]
                 correct = correct[keep.to(correct.device)]
                 label_t = label_t[keep] if label_t is not None else None
@@ -758,15 +760,17 @@ def evaluate_dataset(
             if bar is not None:
                 bar.set_postfix_str("maps")
             maps = attribute_batch(attribution, x, t, **kwargs)
-            values = apply_metrics(
-                metric_fns,
-                model,
-                x,
-                maps,
-                t,
-                masks=masks.to(device) if isinstance(masks, Tensor) else masks,
-                on_metric=bar.set_postfix_str if bar is not None else None,
-            )
+            # Every metric's clean forward of x is the one above (exactly the same call).
+            with shared_forward(model, x, output):
+                values = apply_metrics(
+                    metric_fns,
+                    model,
+                    x,
+                    maps,
+                    t,
+                    masks=masks.to(device) if isinstance(masks, Tensor) else masks,
+                    on_metric=bar.set_postfix_str if bar is not None else None,
+                )
             for name, value in values.items():
                 parts[name].append(value)
             tt = torch.as_tensor(t, device=x.device).reshape(-1).long().expand(n)

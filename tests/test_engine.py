@@ -8,7 +8,16 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from captum_medcam._core.engine import Perturbed, forward_in_chunks, progress_bar, run_jobs
+from captum_medcam._core.engine import (
+    PerturbationOptions,
+    Perturbed,
+    auto_chunk_size,
+    current_options,
+    forward_in_chunks,
+    perturbation_options,
+    progress_bar,
+    run_jobs,
+)
 from captum_medcam._core.targets import class_scores
 
 N, F, K = 3, 4, 5
@@ -167,7 +176,7 @@ def test_progress_bar_counts_chunks_and_closes(capsys: pytest.CaptureFixture[str
     )
     assert torch.equal(quiet, shown)
     err = capsys.readouterr().err
-    assert "engine test" in err and "3/3" in err
+    assert "engine test" in err and "7/7" in err
     bar = progress_bar(2, "outer", show=True)
     with pytest.raises(RuntimeError):
         run_jobs(
@@ -183,3 +192,232 @@ def test_progress_bar_counts_chunks_and_closes(capsys: pytest.CaptureFixture[str
         )
     assert not bar.disable  # a bar passed in stays open for its owner
     bar.close()
+
+
+# --- perturbation_options: autocast, automatic chunk size, compile -----------------------
+
+
+def small_3d_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv3d(1, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool3d(2),
+        nn.Conv3d(8, 8, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool3d(1),
+        nn.Flatten(),
+        nn.Linear(8, 3),
+    ).eval()
+
+
+def test_options_are_checked_and_restored() -> None:
+    assert current_options() == PerturbationOptions()
+    with perturbation_options(autocast="bfloat16", chunk_size="auto") as inner:
+        assert current_options() is inner and inner.autocast is torch.bfloat16
+        with perturbation_options(autocast=torch.float16):
+            assert current_options().autocast is torch.float16
+            assert current_options().chunk_size is None  # a block sets every option
+        assert current_options() is inner
+    with pytest.raises(RuntimeError), perturbation_options(autocast="float16"):
+        raise RuntimeError("leaves the block")
+    assert current_options() == PerturbationOptions()
+    with pytest.raises(ValueError, match="autocast must be"), perturbation_options(autocast="fp8"):
+        pass
+    with pytest.raises(ValueError, match="chunk_size must be"), perturbation_options(chunk_size=8):  # type: ignore[arg-type]
+        pass
+    with pytest.raises(TypeError, match="compile must be"), perturbation_options(compile=1):  # type: ignore[arg-type]
+        pass
+    with (
+        pytest.raises(ValueError, match=r"not a torch.compile backend"),
+        perturbation_options(compile="no-such-backend"),
+    ):
+        pass
+    with (
+        pytest.raises(ValueError, match="memory_fraction"),
+        perturbation_options(memory_fraction=0),
+    ):
+        pass
+
+
+def test_autocast_runs_every_forward_in_bfloat16_and_scores_in_the_inputs_dtype() -> None:
+    seen: list[tuple[bool, torch.dtype]] = []
+    net = small_3d_net()
+
+    def model(x: Tensor) -> Tensor:
+        out = net(x)
+        seen.append((torch.is_autocast_enabled("cpu"), out.dtype))
+        return out
+
+    x = torch.randn(2, 1, 8, 8, 8)
+    with perturbation_options(autocast="bfloat16"):
+        scores = run_jobs(
+            model, x, torch.tensor([0, 2]), (), 4, jobs3d(x), chunk_size=3, score="probability"
+        )
+        raw = forward_in_chunks(model, x, (), chunk_size=1)
+    assert seen == [(True, torch.bfloat16)] * 4
+    assert scores.dtype == torch.float32 and raw.dtype == torch.float32
+    full = run_jobs(
+        model, x, torch.tensor([0, 2]), (), 4, jobs3d(x), chunk_size=3, score="probability"
+    )
+    assert seen[-1] == (False, torch.float32)
+    assert not torch.equal(scores, full)  # the forwards did run in lower precision
+    torch.testing.assert_close(scores, full, atol=2e-2, rtol=0)
+
+
+def jobs3d(x: Tensor) -> Any:
+    """Job j: example j % N, scaled by (j // N + 1)."""
+
+    def build(start: int, stop: int) -> Perturbed:
+        ids = torch.arange(start, stop)
+        owner = ids % x.shape[0]
+        return Perturbed(x[owner] * (ids // x.shape[0] + 1).view(-1, 1, 1, 1, 1), owner)
+
+    return build
+
+
+def test_methods_and_metrics_under_bfloat16_stay_close_to_float32() -> None:
+    from captum_medcam import CRM3D, ScoreCAM3D
+    from captum_medcam.metrics import deletion_insertion_auc, spearman_rank_correlation
+
+    net = small_3d_net()
+    torch.manual_seed(1)
+    x = torch.randn(2, 1, 12, 12, 12)
+    target = [0, 2]
+
+    def run() -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        score_cam = ScoreCAM3D(net, net[4]).attribute(x, target=target)
+        crm = CRM3D(net, net[4]).attribute(x, target=target)
+        d, i = deletion_insertion_auc(net, x, score_cam, target, n_steps=8)
+        return score_cam, crm, d, i
+
+    exact = run()
+    with perturbation_options(autocast="bfloat16"):
+        mixed = run()
+    assert mixed[0].dtype == torch.float32 and not torch.equal(mixed[0], exact[0])
+    assert float(spearman_rank_correlation(mixed[0], exact[0]).min()) > 0.99
+    # CRM squares score differences below bfloat16's resolution: it keeps full precision
+    assert torch.equal(mixed[1], exact[1])
+    for a, b in zip(exact[2:], mixed[2:], strict=True):
+        torch.testing.assert_close(b, a, atol=2e-2, rtol=0)
+
+
+def test_auto_chunk_size_from_free_memory() -> None:
+    gib, mib = 2**30, 2**20
+    assert auto_chunk_size(8 * gib, 64 * mib, 16, 10_000) == 64  # half of 8 GiB / 64 MiB
+    assert auto_chunk_size(8 * gib, 64 * mib, 16, 10_000, memory_fraction=1.0) == 128
+    assert auto_chunk_size(8 * gib, 64 * mib, 16, 40) == 40  # never more than what is left
+    assert auto_chunk_size(mib, 64 * mib, 16, 10_000) == 1  # at least one row
+    assert auto_chunk_size(None, 64 * mib, 16, 10_000) == 16  # CPU: the call's value
+    assert auto_chunk_size(8 * gib, 0.0, 16, 10_000) == 16  # nothing measured
+    assert auto_chunk_size(None, 0.0, 16, 0) == 1
+
+
+def test_auto_chunk_size_on_a_cpu_keeps_the_calls_chunks() -> None:
+    x = torch.randn(N, F, dtype=torch.float64)
+    model = Scaled()
+    plain: list[tuple[int, int]] = []
+    auto: list[tuple[int, int]] = []
+    a = run_jobs(model, x, None, (), 10, jobs(x, 10, plain), chunk_size=4, score="output")
+    with perturbation_options(chunk_size="auto"):
+        b = run_jobs(model, x, None, (), 10, jobs(x, 10, auto), chunk_size=4, score="output")
+    assert plain == auto and torch.equal(a, b)
+
+
+def test_auto_chunk_size_resizes_after_the_first_chunk(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CUDA path's wiring, with the device's memory counters replaced by numbers."""
+    from captum_medcam._core import engine
+
+    monkeypatch.setattr(engine, "_measures_memory", lambda options, device: True)
+    monkeypatch.setattr(engine, "_start_measure", lambda device: 1000)
+    monkeypatch.setattr(engine, "_bytes_per_row", lambda device, base, rows: 100.0 * rows / rows)
+    monkeypatch.setattr(engine, "_cuda_free_bytes", lambda device: 1400)
+    x = torch.randn(N, F, dtype=torch.float64)
+    model = Scaled()
+    calls: list[tuple[int, int]] = []
+    with perturbation_options(chunk_size="auto", memory_fraction=0.5):
+        got = run_jobs(model, x, None, (), 20, jobs(x, 20, calls), chunk_size=2, score="output")
+    # first chunk at the call's size, then 0.5 * 1400 / 100 = 7 rows per chunk
+    assert calls == [(0, 2), (2, 9), (9, 16), (16, 20)]
+    torch.testing.assert_close(got, reference(model, x, 20, ()).detach(), rtol=1e-12, atol=1e-12)
+
+
+def test_compile_runs_the_forward_through_torch_compile() -> None:
+    x = torch.randn(N, F, dtype=torch.float64)
+    model = Scaled()
+    compiled_calls: list[int] = []
+
+    def backend(gm: Any, example_inputs: Any) -> Any:
+        compiled_calls.append(1)
+        return gm.forward
+
+    torch._dynamo.reset()
+    expected = run_jobs(model, x, None, (), 6, jobs(x, 6), chunk_size=3, score="output")
+    from torch._dynamo import register_backend
+
+    register_backend(backend, name="captum_medcam_test_backend")
+    with perturbation_options(compile="captum_medcam_test_backend"):
+        got = run_jobs(model, x, None, (), 6, jobs(x, 6), chunk_size=3, score="output")
+    torch._dynamo.reset()
+    assert compiled_calls  # dynamo traced the model and handed it to the backend
+    assert torch.equal(got, expected)
+    assert not any(isinstance(m, torch._dynamo.eval_frame.OptimizedModule) for m in [model])
+
+
+# --- no host synchronisation inside the loops --------------------------------------------
+
+
+@pytest.fixture
+def no_host_reads(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Make every run_jobs call fail on a read of a tensor's value by the host."""
+    from unittest import mock
+
+    from captum_medcam._core import engine
+
+    original = engine.run_jobs
+    names = ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__", "__index__")
+
+    def guarded(*args: Any, **kwargs: Any) -> Tensor:
+        def boom(self: Tensor, *a: Any, **k: Any) -> Any:
+            raise AssertionError("a host read of a tensor inside the engine's loop")
+
+        patches = [mock.patch.object(torch.Tensor, name, boom) for name in names]
+        for p in patches:
+            p.start()
+        try:
+            return original(*args, **kwargs)
+        finally:
+            for p in patches:
+                p.stop()
+
+    import captum_medcam.attr._crm as crm_module
+    import captum_medcam.attr._score_cam as score_cam_module
+    import captum_medcam.metrics._perturbation as perturbation_module
+
+    for module in (engine, crm_module, score_cam_module, perturbation_module):
+        monkeypatch.setattr(module, "run_jobs", guarded)
+    return guarded
+
+
+def test_the_loops_never_read_values_back_to_the_host(no_host_reads: Any) -> None:
+    from captum_medcam import CRM3D, ScoreCAM3D
+    from captum_medcam.metrics import aopc, deletion_insertion_auc
+
+    net = small_3d_net()
+    x = torch.randn(2, 1, 8, 8, 8)
+    target = torch.tensor([0, 2])
+    maps = ScoreCAM3D(net, net[4]).attribute(x, target=target, perturbations_per_eval=3)
+    CRM3D(net, net[4]).attribute(x, target=target, perturbations_per_eval=5)
+    deletion_insertion_auc(net, x, maps, target, n_steps=4, max_examples_per_batch=3)
+    aopc(net, x, maps, target, region_size=4, max_examples_per_batch=3)
+    with pytest.raises(AssertionError, match="host read"):
+        no_host_reads(
+            lambda t: t.sum(1) * float(t.sum()),
+            x,
+            None,
+            (),
+            2,
+            jobs3d(x),
+            chunk_size=1,
+            score="logit",
+        )

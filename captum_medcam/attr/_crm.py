@@ -373,6 +373,7 @@ class CRM(CAMBase, PerturbationAttribution):
             chunk_size=perturbations_per_eval * n,
             score="output",
             forward=forward,
+            allow_autocast=False,  # S_c - S_c(p) is often below a low-precision score's step
             show_progress=show_progress,
             desc="CRM forwards",
         )

@@ -20,7 +20,7 @@ from captum_medcam._core.checks import (
     check_positive_int,
     format_additional_args,
 )
-from captum_medcam._core.engine import Perturbed, run_jobs
+from captum_medcam._core.engine import Perturbed, forward_in_chunks, run_jobs
 from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
@@ -399,10 +399,9 @@ class ScoreCAM(CAMBase, PerturbationAttribution):
         targets = per_sample_target(target, n, clean)
         reference = None
         if base is not None:
-            with torch.no_grad():
-                reference = class_scores(
-                    self.forward_func(base, *args), targets, torch.arange(n, device=x.device), score
-                )
+            # through the engine, so that it runs in the masked forwards' precision
+            base_out = forward_in_chunks(self.forward_func, base, args, chunk_size=n)
+            reference = class_scores(base_out, targets, torch.arange(n, device=x.device), score)
         keys, constant = minmax_normalize(acts)
         selected = (
             None if max_channels is None else select_channels(acts, max_channels, channel_criterion)

@@ -171,7 +171,8 @@ def deletion_curve(
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not.
+            bounds memory; the number of steps does not. See
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
         show_progress: a progress bar over the forward passes.
 
     Returns:
@@ -272,7 +273,8 @@ def insertion_curve(
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not.
+            bounds memory; the number of steps does not. See
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
         show_progress: a progress bar over the forward passes.
 
     Returns:
@@ -347,7 +349,8 @@ def deletion_auc(
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not.
+            bounds memory; the number of steps does not. See
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
         show_progress: a progress bar over the forward passes.
 
     Returns:
@@ -422,7 +425,8 @@ def insertion_auc(
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not.
+            bounds memory; the number of steps does not. See
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
         show_progress: a progress bar over the forward passes.
 
     Returns:
@@ -502,7 +506,8 @@ def deletion_insertion_curves(
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not.
+            bounds memory; the number of steps does not. See
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
         show_progress: a progress bar over the forward passes.
 
     Returns:
@@ -582,7 +587,8 @@ def deletion_insertion_auc(
         score: ``"probability"``, ``"logit"``, ``"sigmoid"`` (multi-label heads) or
             ``"correct"``.
         max_examples_per_batch: perturbed inputs per forward pass (None: all at once). It
-            bounds memory; the number of steps does not.
+            bounds memory; the number of steps does not. See
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
         show_progress: a progress bar over the forward passes.
 
     Returns:

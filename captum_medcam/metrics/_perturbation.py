@@ -262,7 +262,7 @@ def run_curves(
         return Perturbed(torch.where(shown, stacked[key_sub[k], s], x.index_select(0, s)), s)
 
     n_jobs = n_keys * n
-    bar = progress_bar(-(-n // chunk) + -(-n_jobs // chunk), "metric forwards", show=show_progress)
+    bar = progress_bar(n + n_jobs, "metric forwards", unit="input", show=show_progress)
     try:
         clean_out = forward_in_chunks(forward_func, x, args, chunk_size=chunk, bar=bar)
         targets = _resolve_target(target, n, clean_out, score)

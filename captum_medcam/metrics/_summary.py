@@ -42,7 +42,8 @@ def correctly_classified(
         inputs: ``(N, C, *S)``.
         labels: ``(N,)`` or ``(N, 1)`` integer class labels (MedMNIST gives ``(N, 1)``).
         additional_forward_args: as in Captum.
-        max_examples_per_batch: examples per forward pass (None: all at once).
+        max_examples_per_batch: examples per forward pass (None: all at once); see
+            :func:`captum_medcam.perturbation_options` for mixed precision and ``"auto"``.
 
     Returns:
         A bool tensor ``(N,)``.
