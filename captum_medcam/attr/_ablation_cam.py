@@ -343,6 +343,8 @@ class AblationCAM(CAMBase, PerturbationAttribution):
             chunk_size=perturbations_per_eval * n,
             score=score,
             forward=forward,
+            # the weights are differences of nearly equal scores: full precision, as CRM
+            allow_autocast=False,
             show_progress=show_progress,
             desc="Ablation-CAM forwards",
         )

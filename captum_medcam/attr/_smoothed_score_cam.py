@@ -22,7 +22,7 @@ from captum_medcam._core.checks import (
     format_additional_args,
     make_generator,
 )
-from captum_medcam._core.engine import Perturbed, run_jobs
+from captum_medcam._core.engine import Perturbed, forward_in_chunks, run_jobs
 from captum_medcam._core.spatial import minmax_normalize, resize
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
@@ -339,9 +339,9 @@ class SSCAM(CAMBase, PerturbationAttribution):
         weights = table.mean(0).t()
         with torch.no_grad():
             if base is not None:
-                reference = class_scores(
-                    self.forward_func(base, *args), targets, torch.arange(n, device=x.device), score
-                )
+                # through the engine, so that it runs in the masked forwards' precision
+                base_out = forward_in_chunks(self.forward_func, base, args, chunk_size=n)
+                reference = class_scores(base_out, targets, torch.arange(n, device=x.device), score)
                 weights = weights - reference.unsqueeze(1)
             if channel_softmax:
                 weights = weights.softmax(1)

@@ -341,3 +341,15 @@ def test_tokens_with_reshape_equal_the_grid(dims):
     )
     want = AblationCAM(grid_model, grid_model[1]).attribute(x, target=[0, 2])
     torch.testing.assert_close(got, want)
+
+
+def test_bfloat16_autocast_keeps_ablation_in_full_precision():
+    from captum_medcam import perturbation_options
+
+    model = small_cnn(2).float()
+    x = torch.randn(2, 2, 8, 8)
+    exact = AblationCAM(model, model[4]).attribute(x, target=[0, 2])
+    with perturbation_options(autocast="bfloat16"):
+        mixed = AblationCAM(model, model[4]).attribute(x, target=[0, 2])
+    # the weights are differences of nearly equal scores: no forward runs in bfloat16
+    assert torch.equal(mixed, exact)

@@ -342,3 +342,18 @@ def test_monai_3d_resnet():
         assert out.shape == (1, 1, 24, 24, 24) and bool(out.isfinite().all())
         assert out.max() > 0
     assert_unchanged(net, before)
+
+
+@pytest.mark.parametrize("kind", ["ss", "is"])
+def test_bfloat16_autocast_stays_close(kind):
+    from captum_medcam import perturbation_options
+    from captum_medcam.metrics import spearman_rank_correlation
+
+    model = small_cnn(2).float()
+    x = torch.randn(2, 2, 8, 8)
+    options = {**FAST[kind], "channel_softmax": False, "relu_attributions": False}
+    exact = CLASSES[kind](model, model[4]).attribute(x, target=[0, 2], **options)
+    with perturbation_options(autocast="bfloat16"):
+        mixed = CLASSES[kind](model, model[4]).attribute(x, target=[0, 2], **options)
+    assert mixed.dtype == torch.float32 and not torch.equal(mixed, exact)
+    assert float(spearman_rank_correlation(mixed, exact).min()) > 0.95
