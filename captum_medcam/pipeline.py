@@ -184,6 +184,25 @@ _CAM_NEEDS_FC = (
 )
 
 
+def _perturbation_cam(
+    cls_name: str, *, seeded: bool = False
+) -> Callable[..., tuple[Any, dict[str, Any]]]:
+    """A CAM of :mod:`captum_medcam.attr` that takes ``perturbations_per_eval`` (and, with
+    ``seeded``, the run's seed as its noise ``generator``)."""
+
+    def build(
+        model: nn.Module, layer: nn.Module, *, perturbations_per_eval: int, seed: int, **_: Any
+    ) -> tuple[Any, dict[str, Any]]:
+        import captum_medcam.attr as attr
+
+        options: dict[str, Any] = {"perturbations_per_eval": perturbations_per_eval}
+        if seeded:
+            options["generator"] = seed
+        return getattr(attr, cls_name)(model, layer), options
+
+    return build
+
+
 class _GradientInputs:
     """A Captum input-gradient method, called on a copy of the inputs that requires grad.
 
@@ -280,6 +299,21 @@ METHODS: dict[str, _MethodSpec] = {
         "KPCA-CAM (Karmani et al. 2024), sigmoid kernel, class-agnostic", True, _cam("KPCACAM")
     ),
     "fem": _MethodSpec("FEM (Fuad et al. 2020), k = 2, class-agnostic", True, _cam("FEM")),
+    "ablationcam": _MethodSpec(
+        "Ablation-CAM (Desai and Ramaswamy 2020), forwards only",
+        True,
+        _perturbation_cam("AblationCAM"),
+    ),
+    "sscam": _MethodSpec(
+        "SS-CAM, smoothed Score-CAM (Wang et al. 2020), 35 noisy masks per channel",
+        True,
+        _perturbation_cam("SSCAM", seeded=True),
+    ),
+    "iscam": _MethodSpec(
+        "IS-CAM, integrated Score-CAM (Naidu et al. 2020), 10 steps per channel",
+        True,
+        _perturbation_cam("ISCAM"),
+    ),
     "cnn_fixations": _MethodSpec(
         "CNN Fixations (Mopuri et al. 2019), plain conv chains", False, _fixations
     ),

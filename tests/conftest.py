@@ -140,6 +140,12 @@ LAYER_CLASSES = [
     "KPCACAM3D",
     "FEM",
     "FEM3D",
+    "AblationCAM",
+    "AblationCAM3D",
+    "SSCAM",
+    "SSCAM3D",
+    "ISCAM",
+    "ISCAM3D",
 ]
 #: Methods that explain the model, not a layer (constructed with the model alone).
 MODEL_CLASSES = ["CNNFixations", "FullGrad", "FullGrad3D"]

@@ -1,5 +1,6 @@
 """Attribution methods: Captum ``Attribution`` subclasses for 1D, 2D and 3D inputs."""
 
+from captum_medcam.attr._ablation_cam import AblationCAM, AblationCAM3D
 from captum_medcam.attr._class_activation_map import CAM, CAM3D
 from captum_medcam.attr._crm import CRM, CRM3D
 from captum_medcam.attr._eigen_cam import EigenCAM, EigenCAM3D
@@ -19,6 +20,7 @@ from captum_medcam.attr._layer_cam import LayerCAM, LayerCAM3D
 from captum_medcam.attr._score_cam import ScoreCAM, ScoreCAM3D
 from captum_medcam.attr._shapley_cam import ShapleyCAM, ShapleyCAM3D
 from captum_medcam.attr._smooth_grad_cam import SmoothGradCAMPlusPlus, SmoothGradCAMPlusPlus3D
+from captum_medcam.attr._smoothed_score_cam import ISCAM, ISCAM3D, SSCAM, SSCAM3D
 from captum_medcam.attr._xgrad_cam import XGradCAM, XGradCAM3D
 
 __all__ = [
@@ -28,8 +30,14 @@ __all__ = [
     "CRM3D",
     "FEM",
     "FEM3D",
+    "ISCAM",
+    "ISCAM3D",
     "KPCACAM",
     "KPCACAM3D",
+    "SSCAM",
+    "SSCAM3D",
+    "AblationCAM",
+    "AblationCAM3D",
     "CNNFixations",
     "EigenCAM",
     "EigenCAM3D",
