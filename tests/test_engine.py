@@ -390,18 +390,35 @@ def no_host_reads(monkeypatch: pytest.MonkeyPatch) -> Any:
             for p in patches:
                 p.stop()
 
+    import captum_medcam.attr._ablation_cam as ablation_cam_module
     import captum_medcam.attr._crm as crm_module
     import captum_medcam.attr._score_cam as score_cam_module
+    import captum_medcam.attr._smoothed_score_cam as smoothed_module
+    import captum_medcam.metrics._confidence as confidence_module
     import captum_medcam.metrics._perturbation as perturbation_module
 
-    for module in (engine, crm_module, score_cam_module, perturbation_module):
+    modules = (
+        engine,
+        ablation_cam_module,
+        crm_module,
+        score_cam_module,
+        smoothed_module,
+        confidence_module,
+        perturbation_module,
+    )
+    for module in modules:
         monkeypatch.setattr(module, "run_jobs", guarded)
     return guarded
 
 
 def test_the_loops_never_read_values_back_to_the_host(no_host_reads: Any) -> None:
-    from captum_medcam import CRM3D, ScoreCAM3D
-    from captum_medcam.metrics import aopc, deletion_insertion_auc
+    from captum_medcam import CRM3D, ISCAM3D, SSCAM3D, AblationCAM3D, ScoreCAM3D
+    from captum_medcam.metrics import (
+        aopc,
+        average_drop,
+        deletion_insertion_auc,
+        increase_in_confidence,
+    )
 
     net = small_3d_net()
     x = torch.randn(2, 1, 8, 8, 8)
@@ -410,6 +427,11 @@ def test_the_loops_never_read_values_back_to_the_host(no_host_reads: Any) -> Non
     CRM3D(net, net[4]).attribute(x, target=target, perturbations_per_eval=5)
     deletion_insertion_auc(net, x, maps, target, n_steps=4, max_examples_per_batch=3)
     aopc(net, x, maps, target, region_size=4, max_examples_per_batch=3)
+    AblationCAM3D(net, net[4]).attribute(x, target=target, perturbations_per_eval=3)
+    SSCAM3D(net, net[4]).attribute(x, target=target, num_samples=2, perturbations_per_eval=3)
+    ISCAM3D(net, net[4]).attribute(x, target=target, num_samples=2, perturbations_per_eval=3)
+    average_drop(net, x, maps, target, max_examples_per_batch=3)
+    increase_in_confidence(net, x, maps, target, max_examples_per_batch=3)
     with pytest.raises(AssertionError, match="host read"):
         no_host_reads(
             lambda t: t.sum(1) * float(t.sum()),

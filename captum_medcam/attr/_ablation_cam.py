@@ -309,16 +309,14 @@ class AblationCAM(CAMBase, PerturbationAttribution):
         # example of the chunk (owners are sorted: the chunk's examples are a range, read
         # from a host copy made once, so building a chunk needs no host sync).
         batch_args = any(isinstance(a, Tensor) and a.dim() > 0 and a.shape[0] == n for a in args)
-        first_last = owner.cpu()
+        first_last: list[int] = owner.tolist()
 
         def build(start: int, stop: int) -> Perturbed:
             who = owner[start:stop]
             copies = ablate_channels(acts, base, who, channel[start:stop])
             if self.reshape_transform is not None:
                 copies = unreshape(self.reshape_transform, raw.index_select(0, who), copies)
-            examples = torch.arange(
-                int(first_last[start]), int(first_last[stop - 1]) + 1, device=x.device
-            )
+            examples = torch.arange(first_last[start], first_last[stop - 1] + 1, device=x.device)
             return Perturbed(copies, who, who if batch_args else examples)
 
         def forward(rows: Perturbed, rest: tuple[Any, ...]) -> Tensor:

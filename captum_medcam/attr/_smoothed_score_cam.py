@@ -91,12 +91,12 @@ class _SharedNoise:
         z = torch.randn(self.spatial, generator=self.gen, dtype=self.dtype, device=self.gen.device)
         return (z * self.std).to(self.device)
 
-    def __call__(self, pairs: Tensor) -> Tensor:
-        """Noise ``(B, 1, *S)`` for the jobs of ``pairs`` (``(B,)``, non-decreasing pair ids)."""
+    def __call__(self, pairs: list[int]) -> Tensor:
+        """Noise ``(B, 1, *S)`` for the jobs of ``pairs`` (``B`` non-decreasing pair ids)."""
         if not self.shared:
-            return torch.stack([self._draw() for _ in range(pairs.shape[0])]).unsqueeze(1)
+            return torch.stack([self._draw() for _ in range(len(pairs))]).unsqueeze(1)
         rows = []
-        for p in pairs.tolist():
+        for p in pairs:
             while self.next_pair <= p:  # pairs with no job still draw: the stream stays put
                 self.last = self._draw()
                 self.next_pair += 1
@@ -311,7 +311,7 @@ class SSCAM(CAMBase, PerturbationAttribution):
         s_idx, k_idx, owner = (
             wanted.t().unsqueeze(0).expand(num_samples, k, n).nonzero(as_tuple=True)
         )
-        pair = (s_idx * k + k_idx).cpu()  # read on the host by the noise, once
+        pair: list[int] = (s_idx * k + k_idx).tolist()  # read on the host by the noise, once
         noise = _SharedNoise(generator, std, tuple(x.shape[2:]), x)
         source = keys if normalize_at == "layer" else acts
 
