@@ -63,3 +63,17 @@ def resolve_baseline(
             f"{tuple(inputs.shape)}{hint}"
         ) from None
     return out
+
+
+def activation_baseline(baselines: float | Tensor, acts: Tensor) -> Tensor:
+    """The value a removed (CRM) or ablated (Ablation-CAM) activation takes, shaped like
+    the layer's activations ``acts`` ``(N, C', *S')``: a number, a per-channel tensor
+    ``(1, C', 1, ...)`` or a tensor broadcastable to ``acts``."""
+    per_channel = f"(1, {acts.shape[1]}{', 1' * (acts.dim() - 2)})"
+    return resolve_baseline(
+        baselines,
+        acts,
+        what="the layer's activations",
+        hint=f"; pass a number, a per-channel tensor shaped {per_channel}, or a tensor of "
+        "the activations' shape",
+    )

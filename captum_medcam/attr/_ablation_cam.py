@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, final
 
 import torch
 import torch.nn.functional as F
 from captum.attr import PerturbationAttribution
-from torch import Tensor, nn
+from torch import Tensor
 
-from captum_medcam._core.baselines import resolve_baseline
+from captum_medcam._core.baselines import activation_baseline
 from captum_medcam._core.checks import (
     check_baseline_value,
     check_choice,
@@ -21,7 +20,7 @@ from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.targets import Score, class_scores, per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase
 from captum_medcam.attr._cam import weighted_sum
-from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._hooks import forward_with_capture, replacing_forward
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import apply_reshape, unreshape
 from captum_medcam.attr._score_cam import ChannelCriterion, check_max_channels, select_channels
@@ -258,7 +257,7 @@ class AblationCAM(CAMBase, PerturbationAttribution):
             acts = apply_reshape(self.reshape_transform, raw, n)
             self._check_activations(acts, x, "Ablation-CAM")
             acts = acts.to(x.dtype)
-            base = _activation_baseline(baselines, acts)
+            base = activation_baseline(baselines, acts)
             targets = per_sample_target(target, n, out)
             clean = class_scores(out.to(x.dtype), targets, torch.arange(n, device=x.device), score)
             selected = (
@@ -319,18 +318,6 @@ class AblationCAM(CAMBase, PerturbationAttribution):
             examples = torch.arange(first_last[start], first_last[stop - 1] + 1, device=x.device)
             return Perturbed(copies, who, who if batch_args else examples)
 
-        def forward(rows: Perturbed, rest: tuple[Any, ...]) -> Tensor:
-            out = _forward_replaced(
-                self.forward_func, self.layer, x.index_select(0, rows.extra), rest, rows.inputs
-            )
-            if out.shape[0] != rows.inputs.shape[0]:
-                raise ValueError(
-                    f"the model returned {out.shape[0]} rows for {rows.inputs.shape[0]} ablated "
-                    "copies of the layer's output; Ablation-CAM needs a model that treats "
-                    "examples independently"
-                )
-            return out
-
         return run_jobs(
             None,
             x,
@@ -340,54 +327,14 @@ class AblationCAM(CAMBase, PerturbationAttribution):
             build,
             chunk_size=perturbations_per_eval * n,
             score=score,
-            forward=forward,
+            forward=replacing_forward(
+                self.forward_func, self.layer, x, copies="ablated", method="Ablation-CAM"
+            ),
             # the weights are differences of nearly equal scores: full precision, as CRM
             allow_autocast=False,
             show_progress=show_progress,
             desc="Ablation-CAM forwards",
         )
-
-
-def _activation_baseline(baselines: float | Tensor, acts: Tensor) -> Tensor:
-    """The ablation value expanded to the activations' shape ``(N, K, *S')``."""
-    per_channel = f"(1, {acts.shape[1]}{', 1' * (acts.dim() - 2)})"
-    return resolve_baseline(
-        baselines,
-        acts,
-        what="the layer's activations",
-        hint=f"; pass a number, a per-channel tensor shaped {per_channel}, or a tensor of "
-        "the activations' shape",
-    )
-
-
-def _forward_replaced(
-    forward_func: Callable[..., Any],
-    layer: nn.Module,
-    x: Tensor,
-    args: tuple[Any, ...],
-    copies: Tensor,
-) -> Tensor:
-    """Run the model with the layer's output replaced by ``copies`` (one call, one hook)."""
-    calls = [0]
-
-    def replace(_module: nn.Module, _inp: tuple[Any, ...], out: Any) -> Any:
-        calls[0] += 1
-        if calls[0] > 1:
-            raise ValueError(
-                f"layer {type(layer).__name__} is called more than once in one forward "
-                "pass (a shared module?); choose a layer that is called once"
-            )
-        value = copies.to(out[0].dtype if isinstance(out, (tuple, list)) else out.dtype)
-        return type(out)([value]) if isinstance(out, (tuple, list)) else value
-
-    handle = layer.register_forward_hook(replace)
-    try:
-        out = forward_func(x, *args)
-    finally:
-        handle.remove()
-    if not isinstance(out, Tensor):
-        raise TypeError(f"the model must return a tensor, got {type(out).__name__}")
-    return out
 
 
 @final

@@ -15,6 +15,7 @@ from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 from captum.attr import GradientAttribution, LayerAttribution, PerturbationAttribution
 from torch import Tensor, nn
 
@@ -23,10 +24,12 @@ from captum_medcam._core.checks import (
     check_forward_and_layer,
     check_inputs,
     check_target_type,
+    format_additional_args,
     warn_if_training,
 )
 from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import interpolation_mode, resize
+from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape, check_reshape_transform
 
@@ -187,6 +190,53 @@ class CAMBase(LayerAttribution):
         acts = apply_reshape(self.reshape_transform, acts, x.shape[0])
         self._check_activations(acts, x, method)
         return output, acts.to(x.dtype)
+
+    def _activation_cam(
+        self,
+        inputs: Tensor,
+        target: Any,
+        additional_forward_args: Any,
+        layer_map: Callable[[Tensor], Tensor],
+        *,
+        output: CAMOutput,
+        relu_attributions: bool,
+        attribute_to_layer_input: bool,
+        method: str,
+        **flags: object,
+    ) -> Tensor:
+        """The pipeline of a class-agnostic activation CAM (Eigen-CAM, KPCA-CAM, FEM):
+        check the call -> capture -> ``layer_map(activations)`` ``(N, 1, *S')`` -> ReLU ->
+        resize and metadata. A target is checked against the model's output, then ignored.
+
+        Args:
+            inputs, target, additional_forward_args: as in the method's ``attribute``.
+            layer_map: the method's map of the activations ``(N, C', *S')``.
+            output: the output options.
+            relu_attributions: apply ReLU to the map at layer resolution.
+            attribute_to_layer_input: use the layer's input instead of its output.
+            method: the method's name in error messages.
+            **flags: the method's other bool options, checked by name first.
+        """
+        x, mode = self._check_call(
+            inputs,
+            target,
+            output,
+            **flags,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+        )
+        scores, acts = self._capture(
+            x,
+            format_additional_args(additional_forward_args),
+            attribute_to_layer_input=attribute_to_layer_input,
+            method=method,
+        )
+        if target is not None:  # class-agnostic: a target is checked, then ignored
+            per_sample_target(target, x.shape[0], scores)
+        cam = layer_map(acts)
+        if relu_attributions:
+            cam = F.relu(cam)
+        return self._finish(cam, x, inputs, output, mode)
 
     @staticmethod
     def _finish(cam: Tensor, x: Tensor, inputs: Tensor, output: CAMOutput, mode: str) -> Tensor:

@@ -9,7 +9,7 @@ import torch
 from captum.attr import PerturbationAttribution
 from torch import Tensor, nn
 
-from captum_medcam._core.baselines import resolve_baseline
+from captum_medcam._core.baselines import activation_baseline
 from captum_medcam._core.checks import (
     check_baseline_value,
     check_positive_int,
@@ -19,7 +19,7 @@ from captum_medcam._core.engine import Perturbed, run_jobs
 from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
 from captum_medcam.attr._head import check_fc_layer, check_gap_linear_head, forward_with_head
-from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._hooks import forward_with_capture, replacing_forward
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import (
     ReshapeTransform,
@@ -53,18 +53,6 @@ def crm_from_score_changes(changes: Tensor, target: Tensor | list[Any] | None) -
         raise ValueError("CRM's class-selective map needs integer class targets, not tuples")
     index = target.to(changes.device).view(-1, 1, *([1] * (changes.dim() - 2)))
     return changes.gather(1, index.expand(-1, 1, *changes.shape[2:])).pow(2)
-
-
-def _activation_baseline(baselines: float | Tensor, acts: Tensor) -> Tensor:
-    """The baseline expanded to the activations' shape ``(N, C', *S')``."""
-    per_channel = f"(1, {acts.shape[1]}{', 1' * (acts.dim() - 2)})"
-    return resolve_baseline(
-        baselines,
-        acts,
-        what="the layer's activations",
-        hint=f"; pass a number, a per-channel tensor shaped {per_channel}, or a tensor of "
-        "the activations' shape",
-    )
 
 
 #: How to avoid the fast path's head checks, appended to their messages.
@@ -239,14 +227,14 @@ class CRM(CAMBase, PerturbationAttribution):
                 self._check_activations(acts, x, "CRM")
                 acts = acts.to(x.dtype)
                 targets = _crm_target(target, x.shape[0], clean)
-                base = _activation_baseline(baselines, acts)
+                base = activation_baseline(baselines, acts)
                 changes = self._faithful_changes(
                     x, args, clean, raw, acts, base, perturbations_per_eval, show_progress
                 )
             else:
                 clean, acts, fc_input = self._capture_with_head(x, args)
                 targets = _crm_target(target, x.shape[0], clean)
-                base = _activation_baseline(baselines, acts)
+                base = activation_baseline(baselines, acts)
                 self._check_head(acts, fc_input, clean)
                 weight = self.fc_layer.weight.to(acts.dtype)
                 positions = acts[0, 0].numel()
@@ -319,16 +307,6 @@ class CRM(CAMBase, PerturbationAttribution):
             )
             return Perturbed(copies, owner, owner if batch_args else examples)
 
-        def forward(rows: Perturbed, rest: tuple[Any, ...]) -> Tensor:
-            out = self._forward_replaced(x.index_select(0, rows.extra), rest, rows.inputs)
-            if out.shape[0] != rows.inputs.shape[0]:
-                raise ValueError(
-                    f"the model returned {out.shape[0]} rows for {rows.inputs.shape[0]} perturbed "
-                    "copies of the layer's output; CRM needs a model that treats examples "
-                    "independently"
-                )
-            return out
-
         outputs = run_jobs(
             None,
             x,
@@ -338,7 +316,9 @@ class CRM(CAMBase, PerturbationAttribution):
             build,
             chunk_size=perturbations_per_eval * n,
             score="output",
-            forward=forward,
+            forward=replacing_forward(
+                self.forward_func, self.layer, x, copies="perturbed", method="CRM"
+            ),
             allow_autocast=False,  # S_c - S_c(p) is often below a low-precision score's step
             show_progress=show_progress,
             desc="CRM forwards",
@@ -346,29 +326,6 @@ class CRM(CAMBase, PerturbationAttribution):
         scored = outputs.reshape(n, positions, -1).to(x.dtype)
         changes = (clean.unsqueeze(1) - scored).transpose(1, 2).contiguous()
         return changes.view(n, clean.shape[1], *spatial)
-
-    def _forward_replaced(self, x: Tensor, args: tuple[Any, ...], copies: Tensor) -> Tensor:
-        """Run the model with the layer's output replaced by ``copies`` (one call, one hook)."""
-        calls = [0]
-
-        def replace(_module: nn.Module, _inp: tuple[Any, ...], out: Any) -> Any:
-            calls[0] += 1
-            if calls[0] > 1:
-                raise ValueError(
-                    f"layer {type(self.layer).__name__} is called more than once in one forward "
-                    "pass (a shared module?); choose a layer that is called once"
-                )
-            value = copies.to(out[0].dtype if isinstance(out, (tuple, list)) else out.dtype)
-            return type(out)([value]) if isinstance(out, (tuple, list)) else value
-
-        handle = self.layer.register_forward_hook(replace)
-        try:
-            out = self.forward_func(x, *args)
-        finally:
-            handle.remove()
-        if not isinstance(out, Tensor):
-            raise TypeError(f"the model must return a tensor, got {type(out).__name__}")
-        return out
 
 
 def _crm_target(target: Any, n: int, output: Tensor) -> Tensor | None:

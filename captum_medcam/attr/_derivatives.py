@@ -3,7 +3,8 @@
 The gradient CAMs differentiate the target's score; Shapley-CAM and Finer-CAM
 differentiate other functions of the model's output (the ReST utility, a contrast with
 similar classes), and Shapley-CAM also needs the Hessian-vector product ``H A``. One forward
-pass captures the layer; the backward stops at it.
+pass captures the layer; the backward stops at it. The gradient CAMs' ``layer_gradients``
+and ``GradientCAMBase`` run on :func:`layer_derivatives` and :func:`objective_cam` too.
 """
 
 from __future__ import annotations
@@ -16,10 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from captum_medcam._core.checks import format_additional_args
-from captum_medcam._core.targets import class_scores, per_sample_target
+from captum_medcam._core.targets import class_scores, per_sample_target, select_target
 from captum_medcam.attr._base import CAMBase, CAMOutput
 from captum_medcam.attr._cam import weighted_sum
-from captum_medcam.attr._gradient import check_grad_mode, grad_ready, not_on_path
 from captum_medcam.attr._hooks import forward_with_capture
 from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape
 
@@ -27,6 +27,39 @@ from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape
 #: differentiable in ``output``. Per-sample targets are what
 #: :func:`~captum_medcam._core.targets.per_sample_target` returns.
 Objective = Callable[[Tensor, Any], Tensor]
+
+
+def check_grad_mode() -> None:
+    """Refuse ``torch.inference_mode()``, under which no gradient can be computed."""
+    if torch.is_inference_mode_enabled():
+        raise RuntimeError(
+            "gradient CAMs need autograd, which torch.inference_mode() switches off for good; "
+            "call the attribution outside inference_mode (torch.no_grad() is fine: gradients "
+            "are turned on locally, as in Captum)"
+        )
+
+
+def grad_ready(x: Tensor) -> Tensor:
+    """A copy of ``x`` that requires grad and shares its storage; ``x`` is left as it was.
+
+    The copy makes the layer's activations part of the autograd graph also when every
+    parameter is frozen. Only the gradient to the layer is computed, so nothing upstream
+    of the layer is differentiated. Inference tensors (made under ``inference_mode``) are
+    cloned first, as autograd cannot record them.
+    """
+    x = x.detach()
+    if x.is_inference():
+        x = x.clone()
+    return x.requires_grad_(True)
+
+
+def not_on_path(layer: nn.Module, attribute_to_layer_input: bool) -> str:
+    """The message for a layer that the target scores do not depend on."""
+    return (
+        f"the target scores do not depend on the {'input' if attribute_to_layer_input else 'output'} "
+        f"of layer {type(layer).__name__} (a DataParallel model split over several devices "
+        "is not supported by the gradient CAMs); choose a layer on the path to the output"
+    )
 
 
 class LayerDerivatives(NamedTuple):
@@ -126,6 +159,12 @@ def layer_derivatives(
     return LayerDerivatives(scores.detach().to(dtype), acts.to(dtype), grads.to(dtype), hvp)
 
 
+def target_score(output: Tensor, targets: Any) -> Tensor:
+    """The objective of the gradient CAMs: the target's score (a logit) per example ``(N,)``,
+    as Captum's ``LayerGradCam`` differentiates it."""
+    return select_target(output, targets, torch.arange(output.shape[0], device=output.device))
+
+
 def score_objective(score: str) -> Objective:
     """The objective ``(output, per-sample targets) -> (N,)`` of a score kind: the target's
     ``"logit"``, softmax ``"probability"`` or ``"sigmoid"`` (see
@@ -180,6 +219,36 @@ def objective_cam(
         relu_attributions=relu_attributions,
         attribute_to_layer_input=attribute_to_layer_input,
     )
+    out = objective_layer_map(
+        cam,
+        x,
+        target,
+        additional_forward_args,
+        objective,
+        weights,
+        relu_attributions=relu_attributions,
+        attribute_to_layer_input=attribute_to_layer_input,
+        hessian_vector_product=hessian_vector_product,
+        method=method,
+    )
+    return cam._finish(out, x, inputs, output, mode)
+
+
+def objective_layer_map(
+    cam: CAMBase,
+    x: Tensor,
+    target: Any,
+    additional_forward_args: Any,
+    objective: Objective,
+    weights: Callable[[LayerDerivatives], Tensor],
+    *,
+    relu_attributions: bool,
+    attribute_to_layer_input: bool,
+    hessian_vector_product: bool = False,
+    method: str = "a CAM",
+) -> Tensor:
+    """The map of :func:`objective_cam` at layer resolution, ``(N, 1, *S')``:
+    ``ReLU(sum_k w_k A_k)`` for checked inputs ``x`` ``(N, C, *S)`` (arguments as there)."""
     d = layer_derivatives(
         cam.forward_func,
         cam.layer,
@@ -194,6 +263,4 @@ def objective_cam(
     )
     cam._check_activations(d.activations, x, method)
     out = weighted_sum(weights(d), d.activations)
-    if relu_attributions:
-        out = F.relu(out)
-    return cam._finish(out, x, inputs, output, mode)
+    return F.relu(out) if relu_attributions else out

@@ -8,11 +8,9 @@ from __future__ import annotations
 import math
 from typing import Any, final
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from captum_medcam._core.checks import check_choice, check_finite_float, format_additional_args
-from captum_medcam._core.targets import per_sample_target
+from captum_medcam._core.checks import check_choice, check_finite_float
 from captum_medcam.attr._base import VOLUME, CAMBase
 from captum_medcam.attr._interop import captum_attribute
 
@@ -184,26 +182,16 @@ class FEM(CAMBase):
         """
         check_finite_float(k, "k", low=0.0)
         check_choice(variant, "variant", FEM_VARIANTS)
-        output = self._output(upsample, interpolate_mode, align_corners)
-        x, mode = self._check_call(
+        return self._activation_cam(
             inputs,
             target,
-            output,
+            additional_forward_args,
+            lambda acts: fem_map(acts, k, variant),
+            output=self._output(upsample, interpolate_mode, align_corners),
             relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-        )
-        scores, acts = self._capture(
-            x,
-            format_additional_args(additional_forward_args),
             attribute_to_layer_input=attribute_to_layer_input,
             method="FEM",
         )
-        if target is not None:  # class-agnostic: a target is checked, then ignored
-            per_sample_target(target, x.shape[0], scores)
-        cam = fem_map(acts, k, variant)
-        if relu_attributions:
-            cam = F.relu(cam)
-        return self._finish(cam, x, inputs, output, mode)
 
 
 @final

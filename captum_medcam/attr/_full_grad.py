@@ -26,7 +26,7 @@ from captum_medcam._core.checks import (
 from captum_medcam._core.meta import unwrap_meta, wrap_meta
 from captum_medcam._core.spatial import interpolation_mode, resize
 from captum_medcam._core.targets import per_sample_target, select_target
-from captum_medcam.attr._gradient import check_grad_mode, grad_ready
+from captum_medcam.attr._derivatives import check_grad_mode, grad_ready
 from captum_medcam.attr._hooks import check_model_output
 from captum_medcam.attr._interop import captum_attribute
 

@@ -56,14 +56,27 @@ def gradcam_plusplus_weights(
     weights = (alpha * F.relu(grads)).flatten(2).sum(-1)
     if not exp_score:
         return weights
+    return weights * exp_score_factor(scores).unsqueeze(1)
+
+
+def exp_score_factor(
+    scores: Tensor,
+    *,
+    where: str = "",
+    fallback: str = "drop the positive per-example factor exp(S_c) (the normalised map is "
+    "the same)",
+) -> Tensor:
+    """``exp(S_c)`` ``(N,)`` for Grad-CAM++ and Smooth Grad-CAM++; a ``ValueError`` (naming
+    ``where`` it happened and what ``exp_score=False`` does instead, ``fallback``) where it
+    is not a finite positive number of the scores' dtype."""
     factor = scores.exp()
     if not bool((torch.isfinite(factor) & (factor > 0)).all()):
         raise ValueError(
-            f"exp of the target score is out of the range of {scores.dtype} (scores from "
-            f"{scores.min().item():.4g} to {scores.max().item():.4g}); pass exp_score=False to "
-            "drop the positive per-example factor exp(S_c) (the normalised map is the same)"
+            f"exp of the target score is out of the range of {scores.dtype}{where} (scores "
+            f"from {scores.min().item():.4g} to {scores.max().item():.4g}); pass "
+            f"exp_score=False to {fallback}"
         )
-    return weights * factor.unsqueeze(1)
+    return factor
 
 
 class GradCAMPlusPlus(GradientCAMBase):

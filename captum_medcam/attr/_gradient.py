@@ -12,55 +12,22 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 from captum.attr import GradientAttribution
 from torch import Tensor, nn
 
-from captum_medcam._core.checks import format_additional_args
-from captum_medcam._core.targets import per_sample_target, select_target
 from captum_medcam.attr._base import CAMBase, CAMOutput
-from captum_medcam.attr._cam import weighted_sum
-from captum_medcam.attr._hooks import forward_with_capture
+from captum_medcam.attr._derivatives import (
+    layer_derivatives,
+    objective_cam,
+    objective_layer_map,
+    target_score,
+)
 from captum_medcam.attr._interop import captum_attribute
-from captum_medcam.attr._reshape import ReshapeTransform, apply_reshape
+from captum_medcam.attr._reshape import ReshapeTransform
 
 #: A weight function: ``(activations (N, K, *S'), gradients (N, K, *S'), scores (N,))`` to
 #: channel weights ``(N, K)`` or element-wise weights ``(N, K, *S')``.
 WeightFn = Callable[[Tensor, Tensor, Tensor], Tensor]
-
-
-def check_grad_mode() -> None:
-    """Refuse ``torch.inference_mode()``, under which no gradient can be computed."""
-    if torch.is_inference_mode_enabled():
-        raise RuntimeError(
-            "gradient CAMs need autograd, which torch.inference_mode() switches off for good; "
-            "call the attribution outside inference_mode (torch.no_grad() is fine: gradients "
-            "are turned on locally, as in Captum)"
-        )
-
-
-def grad_ready(x: Tensor) -> Tensor:
-    """A copy of ``x`` that requires grad and shares its storage; ``x`` is left as it was.
-
-    The copy makes the layer's activations part of the autograd graph also when every
-    parameter is frozen. Only the gradient to the layer is computed, so nothing upstream
-    of the layer is differentiated. Inference tensors (made under ``inference_mode``) are
-    cloned first, as autograd cannot record them.
-    """
-    x = x.detach()
-    if x.is_inference():
-        x = x.clone()
-    return x.requires_grad_(True)
-
-
-def not_on_path(layer: nn.Module, attribute_to_layer_input: bool) -> str:
-    """The message for a layer that the target scores do not depend on."""
-    return (
-        f"the target scores do not depend on the {'input' if attribute_to_layer_input else 'output'} "
-        f"of layer {type(layer).__name__} (a DataParallel model split over several devices "
-        "is not supported by the gradient CAMs); choose a layer on the path to the output"
-    )
 
 
 def layer_gradients(
@@ -75,6 +42,9 @@ def layer_gradients(
     reshape_transform: ReshapeTransform | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """One forward pass and the gradient of the target scores with respect to the layer.
+
+    :func:`~captum_medcam.attr._derivatives.layer_derivatives` with the target's score as
+    the objective (one backward pass, no Hessian-vector product).
 
     ``torch.autograd.grad`` of ``sum_n f_{c_n}(x_n)`` with respect to the captured
     activations: the backward stops at the layer, and each example's gradient is that of
@@ -112,28 +82,18 @@ def layer_gradients(
         >>> scores.shape, acts.shape, grads.shape
         (torch.Size([2]), torch.Size([2, 4, 8, 8]), torch.Size([2, 4, 8, 8]))
     """
-    check_grad_mode()
-    n = inputs.shape[0]
-    with torch.enable_grad():
-        output, acts = forward_with_capture(
-            forward_func,
-            layer,
-            grad_ready(inputs),
-            args,
-            attribute_to_layer_input=attribute_to_layer_input,
-            device_ids=device_ids,
-        )
-        targets = per_sample_target(target, n, output)
-        scores = select_target(output, targets, torch.arange(n, device=output.device))
-        grads = None
-        if acts.requires_grad:
-            (grads,) = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
-    if grads is None:
-        raise ValueError(not_on_path(layer, attribute_to_layer_input))
-    dtype = inputs.dtype
-    acts = apply_reshape(reshape_transform, acts.detach(), n)
-    grads = apply_reshape(reshape_transform, grads, n)
-    return scores.detach().to(dtype), acts.to(dtype), grads.to(dtype)
+    d = layer_derivatives(
+        forward_func,
+        layer,
+        inputs,
+        target,
+        target_score,
+        args,
+        attribute_to_layer_input=attribute_to_layer_input,
+        device_ids=device_ids,
+        reshape_transform=reshape_transform,
+    )
+    return d.scores, d.activations, d.gradients
 
 
 def spatial_sum(t: Tensor) -> Tensor:
@@ -161,19 +121,16 @@ def gradient_layer_map(
         relu_attributions: apply ReLU to the map.
         attribute_to_layer_input: use the layer's input instead of its output.
     """
-    scores, acts, grads = layer_gradients(
-        cam.forward_func,
-        cam.layer,
+    return objective_layer_map(
+        cam,
         x,
         target,
-        format_additional_args(additional_forward_args),
+        additional_forward_args,
+        target_score,
+        lambda d: weights(d.activations, d.gradients, d.scores),
+        relu_attributions=relu_attributions,
         attribute_to_layer_input=attribute_to_layer_input,
-        device_ids=cam.device_ids,
-        reshape_transform=cam.reshape_transform,
     )
-    cam._check_activations(acts, x, "a CAM")
-    out = weighted_sum(weights(acts, grads, scores), acts)
-    return F.relu(out) if relu_attributions else out
 
 
 class GradientCAMBase(CAMBase, GradientAttribution):
@@ -259,20 +216,14 @@ class GradientCAMBase(CAMBase, GradientAttribution):
         output: CAMOutput,
     ) -> Tensor:
         """Check the call, compute the map at layer resolution, resize it."""
-        x, mode = self._check_call(
+        return objective_cam(
+            self,
             inputs,
             target,
-            output,
-            relu_attributions=relu_attributions,
-            attribute_to_layer_input=attribute_to_layer_input,
-        )
-        cam = gradient_layer_map(
-            self,
-            x,
-            target,
             additional_forward_args,
-            weights,
+            target_score,
+            lambda d: weights(d.activations, d.gradients, d.scores),
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
+            output=output,
         )
-        return self._finish(cam, x, inputs, output, mode)

@@ -12,13 +12,9 @@ from torch import Tensor, nn
 
 from captum_medcam._core.targets import per_sample_target
 from captum_medcam.attr._base import CAMBase, CAMOutput
+from captum_medcam.attr._derivatives import check_grad_mode, grad_ready, not_on_path
 from captum_medcam.attr._grad_cam import gradcam_weights
-from captum_medcam.attr._gradient import (
-    check_grad_mode,
-    grad_ready,
-    gradient_layer_map,
-    not_on_path,
-)
+from captum_medcam.attr._gradient import gradient_layer_map
 from captum_medcam.attr._hooks import checked_forward
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._reshape import ReshapeTransform

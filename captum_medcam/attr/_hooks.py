@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from captum_medcam._core.checks import check_forward_and_layer
+from captum_medcam._core.engine import Perturbed
 
 
 class LayerMonitor:
@@ -198,3 +199,73 @@ def forward_with_capture(
             f"{inputs.shape[0]} examples; choose a layer whose {where} is (N, channels, *spatial)"
         )
     return output, activations
+
+
+def forward_replaced(
+    forward_func: Callable[..., Any],
+    layer: nn.Module,
+    x: Tensor,
+    args: tuple[Any, ...],
+    copies: Tensor,
+) -> Tensor:
+    """Run ``forward_func(x, *args)`` with the layer's output replaced by ``copies``.
+
+    One call, one hook (removed in ``finally``); ``copies`` take the dtype of the layer's
+    output. CRM's removals and Ablation-CAM's ablated channels run the model this way.
+
+    Raises:
+        ValueError: the layer is called more than once in the forward pass.
+        TypeError: the model does not return a tensor.
+    """
+    calls = [0]
+
+    def replace(_module: nn.Module, _inp: tuple[Any, ...], out: Any) -> Any:
+        calls[0] += 1
+        if calls[0] > 1:
+            raise ValueError(
+                f"layer {type(layer).__name__} is called more than once in one forward "
+                "pass (a shared module?); choose a layer that is called once"
+            )
+        value = copies.to(out[0].dtype if isinstance(out, (tuple, list)) else out.dtype)
+        return type(out)([value]) if isinstance(out, (tuple, list)) else value
+
+    handle = layer.register_forward_hook(replace)
+    try:
+        out = forward_func(x, *args)
+    finally:
+        handle.remove()
+    if not isinstance(out, Tensor):
+        raise TypeError(f"the model must return a tensor, got {type(out).__name__}")
+    return out
+
+
+def replacing_forward(
+    forward_func: Callable[..., Any], layer: nn.Module, x: Tensor, *, copies: str, method: str
+) -> Callable[[Perturbed, tuple[Any, ...]], Tensor]:
+    """The engine's ``forward`` for jobs that replace the layer's output.
+
+    A chunk's ``inputs`` are copies of the layer's output and its ``extra`` the examples
+    of ``x`` to run them from (see :func:`forward_replaced`); the model must return one row
+    per copy.
+
+    Args:
+        forward_func: the model.
+        layer: the module whose output is replaced.
+        x: the inputs ``(N, C, *S)``.
+        copies: what a copy is, in the error message (``"perturbed"``, ``"ablated"``).
+        method: the method's name, in the error message.
+    """
+
+    def forward(rows: Perturbed, rest: tuple[Any, ...]) -> Tensor:
+        out = forward_replaced(
+            forward_func, layer, x.index_select(0, rows.extra), rest, rows.inputs
+        )
+        if out.shape[0] != rows.inputs.shape[0]:
+            raise ValueError(
+                f"the model returned {out.shape[0]} rows for {rows.inputs.shape[0]} {copies} "
+                f"copies of the layer's output; {method} needs a model that treats examples "
+                "independently"
+            )
+        return out
+
+    return forward

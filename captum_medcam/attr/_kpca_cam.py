@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any, final
 
-import torch.nn.functional as F
 from torch import Tensor
 
-from captum_medcam._core.checks import check_choice, check_finite_float, format_additional_args
-from captum_medcam._core.targets import per_sample_target
+from captum_medcam._core.checks import check_choice, check_finite_float
 from captum_medcam.attr._base import VOLUME, CAMBase
 from captum_medcam.attr._eigen_cam import KERNELS, SIGN_RULES, kernel_principal_component_map
 from captum_medcam.attr._interop import captum_attribute
@@ -139,29 +137,19 @@ class KPCACAM(CAMBase):
             check_finite_float(gamma, "gamma", low=0.0)
         check_finite_float(degree, "degree", low=0.0)
         check_finite_float(coef0, "coef0")
-        output = self._output(upsample, interpolate_mode, align_corners)
-        x, mode = self._check_call(
+        return self._activation_cam(
             inputs,
             target,
-            output,
-            center=center,
+            additional_forward_args,
+            lambda acts: kernel_principal_component_map(
+                acts, kernel, gamma=gamma, degree=degree, coef0=coef0, center=center, sign=sign
+            ),
+            output=self._output(upsample, interpolate_mode, align_corners),
             relu_attributions=relu_attributions,
             attribute_to_layer_input=attribute_to_layer_input,
-        )
-        scores, acts = self._capture(
-            x,
-            format_additional_args(additional_forward_args),
-            attribute_to_layer_input=attribute_to_layer_input,
             method="KPCA-CAM",
+            center=center,
         )
-        if target is not None:  # class-agnostic: a target is checked, then ignored
-            per_sample_target(target, x.shape[0], scores)
-        cam = kernel_principal_component_map(
-            acts, kernel, gamma=gamma, degree=degree, coef0=coef0, center=center, sign=sign
-        )
-        if relu_attributions:
-            cam = F.relu(cam)
-        return self._finish(cam, x, inputs, output, mode)
 
 
 @final

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, final
 
 import numpy as np
@@ -47,6 +47,21 @@ def _input_baseline(baselines: object, x: Tensor) -> Tensor:
             f"baselines of shape {tuple(base.shape)} do not broadcast to the inputs' shape "
             f"{tuple(x.shape)}"
         ) from None
+
+
+def check_score_options(
+    x: Tensor,
+    perturbations_per_eval: int,
+    score: Score,
+    normalize_at: NormalizeAt,
+    baselines: float | Tensor | None,
+) -> Tensor | None:
+    """Check the options Score-CAM, SS-CAM and IS-CAM share; return the input baseline
+    ``(N, C, *S)`` or None."""
+    check_positive_int(perturbations_per_eval, "perturbations_per_eval")
+    check_choice(score, "score", ("probability", "logit", "sigmoid"))
+    check_choice(normalize_at, "normalize_at", ("input", "layer"))
+    return None if baselines is None else _input_baseline(baselines, x)
 
 
 def check_max_channels(max_channels: object) -> int | float | None:
@@ -156,6 +171,54 @@ def _distinct_masks(
         owners.append(torch.full((block.shape[0],), i, dtype=torch.long, device=keys.device))
         offset += block.shape[0]
     return torch.cat(masks).view(-1, 1, *keys.shape[2:]), torch.cat(owners), slots
+
+
+def reference_scores(
+    forward_func: Callable[..., Any],
+    base: Tensor,
+    args: tuple[Any, ...],
+    targets: Tensor | list[Any] | None,
+    score: Score,
+) -> Tensor:
+    """The baseline's score ``f_c(x_b)`` ``(N,)``, subtracted from every channel's score;
+    through the engine, so that it runs in the masked forwards' precision."""
+    n = base.shape[0]
+    base_out = forward_in_chunks(forward_func, base, args, chunk_size=n)
+    return class_scores(base_out, targets, torch.arange(n, device=base.device), score)
+
+
+def score_cam_map(
+    channel_scores: Tensor,
+    acts: Tensor,
+    x: Tensor,
+    output: CAMOutput,
+    mode: str,
+    *,
+    reference: Tensor | None,
+    constant: Tensor,
+    selected: Tensor | None,
+    channel_softmax: bool,
+    relu_attributions: bool,
+) -> Tensor:
+    """Score-CAM's last stages, shared with SS-CAM: channel scores ``(N, K)`` -> weights
+    (minus the baseline's score; a softmax over the channels, or constant and unselected
+    channels set to 0) -> weighted sum -> resize -> ReLU (after the resize, as in the
+    official code). Returns ``(N, 1, *S)``, or ``(N, 1, *S')`` without ``upsample``."""
+    weights = channel_scores
+    if reference is not None:
+        weights = weights - reference.unsqueeze(1)
+    if channel_softmax:
+        if selected is not None:  # softmax over the selected channels only
+            weights = weights.masked_fill(~selected, -math.inf)
+        weights = weights.softmax(1)
+    else:
+        weights = weights.masked_fill(constant if selected is None else constant | ~selected, 0.0)
+    cam = weighted_sum(weights, acts)
+    if output.upsample:
+        cam = resize(cam, x.shape[2:], mode, output.align_corners)
+    if relu_attributions:
+        cam = F.relu(cam)
+    return cam
 
 
 class ScoreCAM(CAMBase, PerturbationAttribution):
@@ -373,8 +436,10 @@ class ScoreCAM(CAMBase, PerturbationAttribution):
         attribute_to_layer_input: bool,
         show_progress: bool,
         output: CAMOutput,
+        mask_options: dict[str, Any] | None = None,
     ) -> Tensor:
-        """The pipeline: checks, masks, their scores (:meth:`_mask_scores`), weights, map."""
+        """The pipeline: checks, masks, their scores (:meth:`_mask_scores`, which also gets
+        ``mask_options``, a variant's own keywords), weights, map."""
         x, mode = self._check_call(
             inputs,
             target,
@@ -384,12 +449,9 @@ class ScoreCAM(CAMBase, PerturbationAttribution):
             attribute_to_layer_input=attribute_to_layer_input,
             show_progress=show_progress,
         )
-        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        check_choice(score, "score", ("probability", "logit", "sigmoid"))
-        check_choice(normalize_at, "normalize_at", ("input", "layer"))
+        base = check_score_options(x, perturbations_per_eval, score, normalize_at, baselines)
         max_channels = check_max_channels(max_channels)
         check_choice(channel_criterion, "channel_criterion", ("mean", "variance"))
-        base = None if baselines is None else _input_baseline(baselines, x)
         args = format_additional_args(additional_forward_args)
         n = x.shape[0]
 
@@ -397,11 +459,11 @@ class ScoreCAM(CAMBase, PerturbationAttribution):
             x, args, attribute_to_layer_input=attribute_to_layer_input, method="Score-CAM"
         )
         targets = per_sample_target(target, n, clean)
-        reference = None
-        if base is not None:
-            # through the engine, so that it runs in the masked forwards' precision
-            base_out = forward_in_chunks(self.forward_func, base, args, chunk_size=n)
-            reference = class_scores(base_out, targets, torch.arange(n, device=x.device), score)
+        reference = (
+            None
+            if base is None
+            else reference_scores(self.forward_func, base, args, targets, score)
+        )
         keys, constant = minmax_normalize(acts)
         selected = (
             None if max_channels is None else select_channels(acts, max_channels, channel_criterion)
@@ -421,26 +483,23 @@ class ScoreCAM(CAMBase, PerturbationAttribution):
             normalize_at=normalize_at,
             chunk_size=perturbations_per_eval * n,
             show_progress=show_progress,
+            **(mask_options or {}),
         )
-
         # (N, K): each channel takes its mask's score; with every map constant there is no
         # mask at all and every weight is 0, as in the official code.
-        weights = scores[slots] if scores.numel() else x.new_zeros(slots.shape)
-        if reference is not None:
-            weights = weights - reference.unsqueeze(1)
-        if channel_softmax:
-            if selected is not None:  # softmax over the selected channels only
-                weights = weights.masked_fill(~selected, -math.inf)
-            weights = weights.softmax(1)
-        else:
-            weights = weights.masked_fill(
-                constant if selected is None else constant | ~selected, 0.0
-            )
-        cam = weighted_sum(weights, acts)
-        if output.upsample:  # ReLU after the resize, as in the official code
-            cam = resize(cam, x.shape[2:], mode, output.align_corners)
-        if relu_attributions:
-            cam = F.relu(cam)
+        channel_scores = scores[slots] if scores.numel() else x.new_zeros(slots.shape)
+        cam = score_cam_map(
+            channel_scores,
+            acts,
+            x,
+            output,
+            mode,
+            reference=reference,
+            constant=constant,
+            selected=selected,
+            channel_softmax=channel_softmax,
+            relu_attributions=relu_attributions,
+        )
         return self._finish(cam, x, inputs, output, mode)  # already resized: metadata only
 
     def _mask_scores(

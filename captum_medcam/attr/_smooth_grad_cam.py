@@ -19,6 +19,7 @@ from captum_medcam._core.checks import (
 from captum_medcam.attr._base import VOLUME, CAMBase
 from captum_medcam.attr._cam import weighted_sum
 from captum_medcam.attr._derivatives import layer_derivatives, score_objective
+from captum_medcam.attr._grad_cam_plusplus import exp_score_factor
 from captum_medcam.attr._interop import captum_attribute
 
 __all__ = ["SmoothGradCAMPlusPlus", "SmoothGradCAMPlusPlus3D"]
@@ -59,17 +60,6 @@ def smooth_gradcam_plusplus_weights(acts: Tensor, d1: Tensor, d2: Tensor, d3: Te
     nonzero = denom != 0
     alpha = d2.where(nonzero, 0.0) / denom.where(nonzero, 1.0)
     return (alpha * F.relu(d1)).flatten(2).sum(-1)
-
-
-def _exp_factor(scores: Tensor) -> Tensor:
-    factor = scores.exp()
-    if not bool((torch.isfinite(factor) & (factor > 0)).all()):
-        raise ValueError(
-            f"exp of the target score is out of the range of {scores.dtype} on a noisy copy "
-            f"(scores from {scores.min().item():.4g} to {scores.max().item():.4g}); pass "
-            "exp_score=False to average the powers of the score's gradient instead"
-        )
-    return factor
 
 
 class SmoothGradCAMPlusPlus(CAMBase, GradientAttribution):
@@ -228,7 +218,11 @@ class SmoothGradCAMPlusPlus(CAMBase, GradientAttribution):
             self._check_activations(d.activations, x, "Smooth Grad-CAM++")
             g = d.gradients
             if exp_score:
-                g = g * _exp_factor(d.scores).view(-1, *([1] * (g.dim() - 1)))
+                g = g * exp_score_factor(
+                    d.scores,
+                    where=" on a noisy copy",
+                    fallback="average the powers of the score's gradient instead",
+                ).view(-1, *([1] * (g.dim() - 1)))
                 g2, g3 = g * d.gradients, g * d.gradients.square()
             else:
                 g2 = g.square()

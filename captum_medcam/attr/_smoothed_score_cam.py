@@ -6,34 +6,32 @@ SS-CAM adds Gaussian noise to each mask, IS-CAM scales each masked input along a
 
 from __future__ import annotations
 
-from contextvars import ContextVar
 from typing import Any, final
 
 import torch
-import torch.nn.functional as F
 from captum.attr import PerturbationAttribution
 from torch import Tensor
 
 from captum_medcam._core.checks import (
     DEFAULT_SEED,
-    check_choice,
     check_finite_float,
     check_positive_int,
     format_additional_args,
     make_generator,
 )
-from captum_medcam._core.engine import Perturbed, forward_in_chunks, run_jobs
-from captum_medcam._core.spatial import minmax_normalize, resize
-from captum_medcam._core.targets import Score, class_scores, per_sample_target
+from captum_medcam._core.engine import Perturbed, run_jobs
+from captum_medcam._core.spatial import minmax_normalize
+from captum_medcam._core.targets import Score, per_sample_target
 from captum_medcam.attr._base import VOLUME, CAMBase, CAMOutput
-from captum_medcam.attr._cam import weighted_sum
 from captum_medcam.attr._interop import captum_attribute
 from captum_medcam.attr._score_cam import (
     DEFAULT_PERTURBATIONS_PER_EVAL,
     ChannelCriterion,
     NormalizeAt,
     ScoreCAM,
-    _input_baseline,
+    check_score_options,
+    reference_scores,
+    score_cam_map,
     upsample_masks,
 )
 
@@ -44,9 +42,6 @@ SS_NUM_SAMPLES = 35
 SS_STD = 2.0
 #: IS-CAM's default number of steps, as in torchcam 0.5.
 IS_NUM_SAMPLES = 10
-#: IS-CAM's number of steps during one call (read by its ``_mask_scores`` stage); a context
-#: variable, so that the attribution object itself holds configuration only.
-_STEPS: ContextVar[int] = ContextVar("iscam_steps")
 
 
 def integration_coefficients(num_samples: int, dtype: torch.dtype = torch.float64) -> Tensor:
@@ -291,10 +286,7 @@ class SSCAM(CAMBase, PerturbationAttribution):
         check_positive_int(num_samples, "num_samples")
         std = check_finite_float(std, "std", low=0.0)
         make_generator(generator)
-        check_positive_int(perturbations_per_eval, "perturbations_per_eval")
-        check_choice(score, "score", ("probability", "logit", "sigmoid"))
-        check_choice(normalize_at, "normalize_at", ("input", "layer"))
-        base = None if baselines is None else _input_baseline(baselines, x)
+        base = check_score_options(x, perturbations_per_eval, score, normalize_at, baselines)
         args = format_additional_args(additional_forward_args)
         n = x.shape[0]
         clean, acts = self._capture(
@@ -336,22 +328,23 @@ class SSCAM(CAMBase, PerturbationAttribution):
         )
         table = x.new_zeros(num_samples, k, n)
         table[s_idx, k_idx, owner] = scores
-        weights = table.mean(0).t()
-        with torch.no_grad():
-            if base is not None:
-                # through the engine, so that it runs in the masked forwards' precision
-                base_out = forward_in_chunks(self.forward_func, base, args, chunk_size=n)
-                reference = class_scores(base_out, targets, torch.arange(n, device=x.device), score)
-                weights = weights - reference.unsqueeze(1)
-            if channel_softmax:
-                weights = weights.softmax(1)
-            else:
-                weights = weights.masked_fill(constant, 0.0)
-            cam = weighted_sum(weights, acts)
-        if output.upsample:  # ReLU after the resize, as Score-CAM's official code
-            cam = resize(cam, x.shape[2:], mode, output.align_corners)
-        if relu_attributions:
-            cam = F.relu(cam)
+        reference = (
+            None
+            if base is None
+            else reference_scores(self.forward_func, base, args, targets, score)
+        )
+        cam = score_cam_map(
+            table.mean(0).t(),
+            acts,
+            x,
+            output,
+            mode,
+            reference=reference,
+            constant=constant,
+            selected=None,
+            channel_softmax=channel_softmax,
+            relu_attributions=relu_attributions,
+        )
         return self._finish(cam, x, inputs, output, mode)  # already resized: metadata only
 
 
@@ -508,26 +501,23 @@ class ISCAM(ScoreCAM):
                 below 1, ``max_channels`` out of range, unknown options.
         """
         check_positive_int(num_samples, "num_samples")
-        token = _STEPS.set(num_samples)
-        try:
-            return self._score_cam(
-                inputs,
-                target,
-                additional_forward_args,
-                score=score,
-                baselines=baselines,
-                channel_softmax=channel_softmax,
-                normalize_at=normalize_at,
-                perturbations_per_eval=perturbations_per_eval,
-                max_channels=max_channels,
-                channel_criterion=channel_criterion,
-                relu_attributions=relu_attributions,
-                attribute_to_layer_input=attribute_to_layer_input,
-                show_progress=show_progress,
-                output=self._output(upsample, interpolate_mode, align_corners),
-            )
-        finally:
-            _STEPS.reset(token)
+        return self._score_cam(
+            inputs,
+            target,
+            additional_forward_args,
+            score=score,
+            baselines=baselines,
+            channel_softmax=channel_softmax,
+            normalize_at=normalize_at,
+            perturbations_per_eval=perturbations_per_eval,
+            max_channels=max_channels,
+            channel_criterion=channel_criterion,
+            relu_attributions=relu_attributions,
+            attribute_to_layer_input=attribute_to_layer_input,
+            show_progress=show_progress,
+            output=self._output(upsample, interpolate_mode, align_corners),
+            mask_options={"num_samples": num_samples},
+        )
 
     def _mask_scores(
         self,
@@ -543,10 +533,11 @@ class ISCAM(ScoreCAM):
         normalize_at: NormalizeAt,
         chunk_size: int,
         show_progress: bool,
+        num_samples: int = IS_NUM_SAMPLES,
     ) -> Tensor:
         """IS-CAM's score of each distinct mask ``H``: the mean of ``f_c(c_i * x * H)`` over
-        the ``N`` steps; jobs (mask, step), in this order, through the engine."""
-        steps = _STEPS.get()
+        the ``N = num_samples`` steps; jobs (mask, step), in this order, through the engine."""
+        steps = num_samples
         coeff = integration_coefficients(steps, x.dtype).to(x.device)
         trailing = [1] * (x.dim() - 1)
 
