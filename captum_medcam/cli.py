@@ -319,7 +319,12 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
     from captum_medcam._core.spatial import resize
     from captum_medcam._loading import TableDataset, medmnist_dataset, save_nifti
     from captum_medcam.evaluation import EvaluatedBatch, _world, run_distributed
-    from captum_medcam.pipeline import compare_methods, config_from_options, write_outputs
+    from captum_medcam.pipeline import (
+        _LOCALIZATION,
+        compare_methods,
+        config_from_options,
+        write_outputs,
+    )
 
     if bool(options.get("medmnist")) == bool(options.get("data")):
         raise SystemExit(
@@ -332,6 +337,12 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
             "'module:callable'), unless a --preset names one"
         )
     config = config_from_options(options)
+    masked = [m for m in config.metrics if m in _LOCALIZATION]
+    if options.get("medmnist") and masked:
+        raise SystemExit(
+            f"evaluate: the metrics {masked} compare the maps with ground-truth masks, and "
+            "MedMNIST has none: give --data TABLE.csv with a mask column, or drop them"
+        )
     device = _device(options.get("device"))
     model = _load_model(argparse.Namespace(**options), device)
     table: TableDataset | None = None

@@ -555,6 +555,37 @@ def test_errors_say_what_to_do(tmp_path, capsys):
     )
     assert code == 2
     assert "unknown method 'nosuch'; choose from" in capsys.readouterr().err
+    # the name a user reads in results.csv, and a method's usual spelling, point to the names
+    base = ["evaluate", "--data", str(tmp_path / "table.csv"), "--network", NET_3D % 2]
+    code = main([*base, "--metrics", "deletion_auc", "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "'deletion_auc' (did you mean 'deletion'?" in capsys.readouterr().err
+    code = main([*base, "--methods", "grad_cam", "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "'grad_cam' (did you mean 'gradcam'?)" in capsys.readouterr().err
+
+
+def test_medmnist_with_a_localization_metric_is_refused_before_any_work(tmp_path):
+    """MedMNIST has no masks: the command says so at once, not after the first maps."""
+    with pytest.raises(SystemExit, match=r"\['pointing_game', 'iou'\] .* MedMNIST has none"):
+        main(
+            [
+                "evaluate",
+                "--medmnist",
+                "organmnist3d",
+                "--root",
+                str(tmp_path),  # empty: the check comes before the data are read
+                "--network",
+                NET_3D % 11,
+                "--layer",
+                "layer4",
+                "--metrics",
+                "deletion,pointing_game,iou",
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.filterwarnings("ignore:no --weights given")
