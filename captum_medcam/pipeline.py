@@ -532,8 +532,8 @@ class EvaluationConfig:
             needing = [m for m in methods if METHODS[m].needs_layer]
             raise ValueError(
                 f"the methods {needing} explain a layer: name it with --layer (e.g. layer4 "
-                'for a MONAI ResNet; `python -c "import captum_medcam.integrations.monai as m; '
-                'print(m.list_layers(net))"` lists them)'
+                "for a MONAI ResNet; captum_medcam.integrations.monai.list_layers(model, "
+                "input_shape) lists the layers with their output shapes)"
             )
 
 

@@ -141,7 +141,9 @@ def test_aopc_by_regions_is_the_running_mean_drop():
 def test_grid_labels_and_config_errors():
     labels = _grid_labels((4, 6), 2, torch.device("cpu"))
     assert labels[0, 0].tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[2, 2, 2, 3, 3, 3]] * 2
-    with pytest.raises(ValueError, match=r"unknown method 'gradcamm' \(did you mean 'gradcam'\?\); choose from"):
+    with pytest.raises(
+        ValueError, match=r"unknown method 'gradcamm' \(did you mean 'gradcam'\?\); choose from"
+    ):
         EvaluationConfig(methods=("gradcamm",))
     with pytest.raises(ValueError, match="unknown metric 'auc'"):
         EvaluationConfig(methods=("random",), metrics=("auc",))
@@ -153,7 +155,10 @@ def test_grid_labels_and_config_errors():
             EvaluationConfig(methods=(spelt,))
     with pytest.raises(ValueError, match=r"unknown metric 'auc'; choose"):  # no guess
         EvaluationConfig(methods=("random",), metrics=("auc",))
-    with pytest.raises(ValueError, match="explain a layer: name it with --layer"):
+    with pytest.raises(
+        ValueError,
+        match=r"explain a layer: name it with --layer .* list_layers\(model, input_shape\)",
+    ):
         EvaluationConfig(methods=("scorecam",))
     with pytest.raises(ValueError, match="score must be"):
         EvaluationConfig(methods=("random",), score="prob")
