@@ -157,7 +157,7 @@ def test_grid_labels_and_config_errors():
         EvaluationConfig(methods=("random",), metrics=("auc",))
     with pytest.raises(
         ValueError,
-        match=r"explain a layer: name it with --layer .* list_layers\(model, input_shape\)",
+        match=r"explain a layer: name it with --layer .*\.list_layers\(model, input_shape\)",
     ):
         EvaluationConfig(methods=("scorecam",))
     with pytest.raises(ValueError, match="score must be"):
