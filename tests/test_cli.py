@@ -466,6 +466,49 @@ def test_explain_nifti_and_npy(tmp_path, capsys):
     np.testing.assert_allclose(saved.affine, np.eye(4))
 
 
+def test_explain_with_the_newer_method_families(tmp_path, capsys):
+    """`explain` with a class-weight CAM (needs --fc-layer), a class-agnostic one, a
+    perturbation CAM and FullGrad (no layer): NIfTI maps in the volume's space; the
+    class-agnostic map is the same for every --target, CAM's is not."""
+    affine = write_nifti_table(tmp_path, n=1)
+    _, weights = save_weights(tmp_path, NET_3D % 2)
+    methods = ("cam", "eigencam", "ablationcam", "fullgrad")
+    maps = {}
+    for target in ("0", "1"):
+        out = tmp_path / f"maps{target}"
+        captured = run(
+            [
+                "explain",
+                "--network",
+                NET_3D % 2,
+                "--weights",
+                str(weights),
+                "--layer",
+                "layer4",
+                "--fc-layer",
+                "fc",
+                "--input",
+                str(tmp_path / "v0.nii.gz"),
+                "--methods",
+                ",".join(methods),
+                "--target",
+                target,
+                "--output",
+                str(out),
+            ],
+            capsys,
+        )
+        assert f"explaining class {target}" in captured.out
+        for method in methods:
+            saved = nib.load(out / f"v0_{method}.nii.gz")
+            assert saved.shape == (12, 14, 10)
+            np.testing.assert_allclose(saved.affine, affine)
+            maps[method, target] = np.asarray(saved.dataobj)
+            assert np.isfinite(maps[method, target]).all()
+    np.testing.assert_array_equal(maps["eigencam", "0"], maps["eigencam", "1"])
+    assert not np.allclose(maps["cam", "0"], maps["cam", "1"])
+
+
 class _Exploit:
     """A pickled object whose unpickling would create a file: it must never run."""
 
