@@ -150,7 +150,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "evaluate",
         help="compare methods on a data set: results.csv, summary.json, maps, report.html",
         description="Explain every sample of a data set with several methods and score each "
-        "map with faithfulness (deletion/insertion AUC, AOPC) and localization metrics.",
+        "map with faithfulness (deletion/insertion AUC, AOPC, ROAD, average drop / increase in "
+        "confidence) and localization metrics.",
         epilog=_EVALUATE_EPILOG.format(
             presets=preset_lines,
             methods=", ".join(METHODS),
@@ -235,7 +236,8 @@ def _build_parser() -> argparse.ArgumentParser:
     options.add_argument(
         "--perturbations-per-eval",
         type=int,
-        help="masked copies per forward (Score-CAM, CRM; default 16): memory vs. speed",
+        help="perturbed copies per forward (scorecam, crm, ablationcam, sscam, iscam; default "
+        "16): memory vs. speed",
     )
     options.add_argument("--examples", type=int, help="samples shown in the report (default 4)")
     options.add_argument("--seed", type=int, help="seed of the random map and noise (default 0)")
@@ -262,7 +264,13 @@ def _build_parser() -> argparse.ArgumentParser:
     explain.add_argument(
         "--target", default="pred", help="class index to explain, or pred (default)"
     )
-    explain.add_argument("--perturbations-per-eval", type=int, default=16)
+    explain.add_argument(
+        "--perturbations-per-eval",
+        type=int,
+        default=16,
+        help="perturbed copies per forward (scorecam, crm, ablationcam, sscam, iscam; default "
+        "16): memory vs. speed",
+    )
     explain.add_argument("--output", required=True, help="output folder")
     explain.set_defaults(run=_explain)
     return parser
@@ -311,7 +319,12 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
     from captum_medcam._core.spatial import resize
     from captum_medcam._loading import TableDataset, medmnist_dataset, save_nifti
     from captum_medcam.evaluation import EvaluatedBatch, _world, run_distributed
-    from captum_medcam.pipeline import compare_methods, config_from_options, write_outputs
+    from captum_medcam.pipeline import (
+        _LOCALIZATION,
+        compare_methods,
+        config_from_options,
+        write_outputs,
+    )
 
     if bool(options.get("medmnist")) == bool(options.get("data")):
         raise SystemExit(
@@ -324,6 +337,12 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
             "'module:callable'), unless a --preset names one"
         )
     config = config_from_options(options)
+    masked = [m for m in config.metrics if m in _LOCALIZATION]
+    if options.get("medmnist") and masked:
+        raise SystemExit(
+            f"evaluate: the metrics {masked} compare the maps with ground-truth masks, and "
+            "MedMNIST has none: give --data TABLE.csv with a mask column, or drop them"
+        )
     device = _device(options.get("device"))
     model = _load_model(argparse.Namespace(**options), device)
     table: TableDataset | None = None

@@ -358,6 +358,24 @@ METRICS: dict[str, str] = dict(_METRIC_COLUMNS)
 _CONFIDENCE = ("average_drop", "increase_in_confidence")
 _LOCALIZATION = ("pointing_game", "energy_pointing_game", "iou", "dice", "rank_accuracy")
 
+
+def _did_you_mean(name: str, names: Mapping[str, Any]) -> str:
+    """`` (did you mean 'x'?)`` for a misspelt name of :data:`METHODS` or :data:`METRICS`.
+
+    A metric's ``results.csv`` column (``deletion_auc``) points to its name (``deletion``);
+    otherwise the closest name, ignoring ``_``, ``-`` and ``+`` (``grad_cam``, ``gradcam++``).
+    """
+    import difflib
+
+    columns = [key for key, column in names.items() if column == name and key != name]
+    if columns:
+        return f" (did you mean {columns[0]!r}? {name!r} is its column in results.csv)"
+    squashed = {key.replace("_", ""): key for key in names}
+    guess = name.lower().replace("_", "").replace("-", "").replace("++", "pp")
+    close = difflib.get_close_matches(guess, list(squashed), n=1, cutoff=0.75)
+    return f" (did you mean {squashed[close[0]]!r}?)" if close else ""
+
+
 #: The two published protocols (the options they fix; the data and model are yours).
 PRESETS: dict[str, dict[str, Any]] = {
     "organmnist3d-scorecam": {
@@ -466,14 +484,20 @@ class EvaluationConfig:
             raise ValueError("methods is empty; name at least one, e.g. gradcam,random")
         for name in methods:
             if name not in METHODS:
-                raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
+                raise ValueError(
+                    f"unknown method {name!r}{_did_you_mean(name, METHODS)}; choose from "
+                    f"{sorted(METHODS)}"
+                )
         if len(set(methods)) != len(methods):
             raise ValueError(f"methods lists a name twice: {list(methods)}")
         if not metrics:
             raise ValueError("metrics is empty; name at least one, e.g. deletion,insertion")
         for name in metrics:
             if name not in METRICS:
-                raise ValueError(f"unknown metric {name!r}; choose from {sorted(METRICS)}")
+                raise ValueError(
+                    f"unknown metric {name!r}{_did_you_mean(name, METRICS)}; choose from "
+                    f"{sorted(METRICS)}"
+                )
         if self.score not in ("probability", "logit", "sigmoid", "correct"):
             raise ValueError(
                 f"score must be 'probability', 'logit', 'sigmoid' or 'correct', got {self.score!r}"
@@ -508,8 +532,8 @@ class EvaluationConfig:
             needing = [m for m in methods if METHODS[m].needs_layer]
             raise ValueError(
                 f"the methods {needing} explain a layer: name it with --layer (e.g. layer4 "
-                'for a MONAI ResNet; `python -c "import captum_medcam.integrations.monai as m; '
-                'print(m.list_layers(net))"` lists them)'
+                "for a MONAI ResNet; captum_medcam.integrations.monai.list_layers(model, "
+                "input_shape) lists the layers with their output shapes)"
             )
 
 

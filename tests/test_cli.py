@@ -466,6 +466,49 @@ def test_explain_nifti_and_npy(tmp_path, capsys):
     np.testing.assert_allclose(saved.affine, np.eye(4))
 
 
+def test_explain_with_the_newer_method_families(tmp_path, capsys):
+    """`explain` with a class-weight CAM (needs --fc-layer), a class-agnostic one, a
+    perturbation CAM and FullGrad (no layer): NIfTI maps in the volume's space; the
+    class-agnostic map is the same for every --target, CAM's is not."""
+    affine = write_nifti_table(tmp_path, n=1)
+    _, weights = save_weights(tmp_path, NET_3D % 2)
+    methods = ("cam", "eigencam", "ablationcam", "fullgrad")
+    maps = {}
+    for target in ("0", "1"):
+        out = tmp_path / f"maps{target}"
+        captured = run(
+            [
+                "explain",
+                "--network",
+                NET_3D % 2,
+                "--weights",
+                str(weights),
+                "--layer",
+                "layer4",
+                "--fc-layer",
+                "fc",
+                "--input",
+                str(tmp_path / "v0.nii.gz"),
+                "--methods",
+                ",".join(methods),
+                "--target",
+                target,
+                "--output",
+                str(out),
+            ],
+            capsys,
+        )
+        assert f"explaining class {target}" in captured.out
+        for method in methods:
+            saved = nib.load(out / f"v0_{method}.nii.gz")
+            assert saved.shape == (12, 14, 10)
+            np.testing.assert_allclose(saved.affine, affine)
+            maps[method, target] = np.asarray(saved.dataobj)
+            assert np.isfinite(maps[method, target]).all()
+    np.testing.assert_array_equal(maps["eigencam", "0"], maps["eigencam", "1"])
+    assert not np.allclose(maps["cam", "0"], maps["cam", "1"])
+
+
 class _Exploit:
     """A pickled object whose unpickling would create a file: it must never run."""
 
@@ -555,6 +598,37 @@ def test_errors_say_what_to_do(tmp_path, capsys):
     )
     assert code == 2
     assert "unknown method 'nosuch'; choose from" in capsys.readouterr().err
+    # the name a user reads in results.csv, and a method's usual spelling, point to the names
+    base = ["evaluate", "--data", str(tmp_path / "table.csv"), "--network", NET_3D % 2]
+    code = main([*base, "--metrics", "deletion_auc", "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "'deletion_auc' (did you mean 'deletion'?" in capsys.readouterr().err
+    code = main([*base, "--methods", "grad_cam", "--output", str(tmp_path / "out")])
+    assert code == 2
+    assert "'grad_cam' (did you mean 'gradcam'?)" in capsys.readouterr().err
+
+
+def test_medmnist_with_a_localization_metric_is_refused_before_any_work(tmp_path):
+    """MedMNIST has no masks: the command says so at once, not after the first maps."""
+    with pytest.raises(SystemExit, match=r"\['pointing_game', 'iou'\] .* MedMNIST has none"):
+        main(
+            [
+                "evaluate",
+                "--medmnist",
+                "organmnist3d",
+                "--root",
+                str(tmp_path),  # empty: the check comes before the data are read
+                "--network",
+                NET_3D % 11,
+                "--layer",
+                "layer4",
+                "--metrics",
+                "deletion,pointing_game,iou",
+                "--output",
+                str(tmp_path / "out"),
+            ]
+        )
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.filterwarnings("ignore:no --weights given")

@@ -3,6 +3,8 @@ random floor, curves kept for the report, the AOPC-by-regions curve."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from captum.attr import LayerGradCam
@@ -139,11 +141,24 @@ def test_aopc_by_regions_is_the_running_mean_drop():
 def test_grid_labels_and_config_errors():
     labels = _grid_labels((4, 6), 2, torch.device("cpu"))
     assert labels[0, 0].tolist() == [[0, 0, 0, 1, 1, 1]] * 2 + [[2, 2, 2, 3, 3, 3]] * 2
-    with pytest.raises(ValueError, match="unknown method 'gradcamm'; choose from"):
+    with pytest.raises(
+        ValueError, match=r"unknown method 'gradcamm' \(did you mean 'gradcam'\?\); choose from"
+    ):
         EvaluationConfig(methods=("gradcamm",))
     with pytest.raises(ValueError, match="unknown metric 'auc'"):
         EvaluationConfig(methods=("random",), metrics=("auc",))
-    with pytest.raises(ValueError, match="explain a layer: name it with --layer"):
+    # a results.csv column, or a spelling of a name, points to the name
+    with pytest.raises(ValueError, match=r"'deletion_auc' \(did you mean 'deletion'\? .* column"):
+        EvaluationConfig(methods=("random",), metrics=("deletion_auc",))
+    for spelt, name in [("grad_cam", "gradcam"), ("gradcam++", "gradcampp"), ("SS-CAM", "sscam")]:
+        with pytest.raises(ValueError, match=rf"'{re.escape(spelt)}' \(did you mean '{name}'\?"):
+            EvaluationConfig(methods=(spelt,))
+    with pytest.raises(ValueError, match=r"unknown metric 'auc'; choose"):  # no guess
+        EvaluationConfig(methods=("random",), metrics=("auc",))
+    with pytest.raises(
+        ValueError,
+        match=r"explain a layer: name it with --layer .*\.list_layers\(model, input_shape\)",
+    ):
         EvaluationConfig(methods=("scorecam",))
     with pytest.raises(ValueError, match="score must be"):
         EvaluationConfig(methods=("random",), score="prob")

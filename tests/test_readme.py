@@ -153,3 +153,73 @@ def test_every_python_block_runs_with_deterministic_output(tmp_path):
     for written in ["randomization.png", "curves.png", "maps/anatomical_map.nii.gz"]:
         assert (tmp_path / "first" / written).is_file(), written
     assert second == first
+
+
+def readme_table(header_start: str) -> list[dict[str, str]]:
+    """The rows of the README table whose header row starts with ``header_start``."""
+    lines = README.read_text().splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(header_start)]
+    assert len(starts) == 1, f"README.md: {len(starts)} tables start with {header_start!r}"
+    header = [cell.strip() for cell in lines[starts[0]].strip("|").split("|")]
+    rows = []
+    for line in lines[starts[0] + 2 :]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        assert len(cells) == len(header), f"README.md: {line!r} has {len(cells)} cells"
+        rows.append(dict(zip(header, cells, strict=True)))
+    return rows
+
+
+def code_names(cell: str) -> set[str]:
+    return set(re.findall(r"`([^`]+)`", cell))
+
+
+def test_method_table_lists_every_method_class_and_cli_name():
+    """The Methods table names every exported Attribution class and every `--methods` name,
+    and nothing that does not exist, so it cannot drift from the package."""
+    import captum.attr
+    from captum.attr import Attribution
+
+    import captum_medcam
+    from captum_medcam.pipeline import METHODS
+
+    rows = readme_table("| method and paper |")
+    cells = (code_names(r["N-D class"] + r["3D entry point"]) for r in rows)
+    classes = {name for names in cells for name in names if name[0].isupper()}  # not `exp`
+    exported = {
+        name
+        for name in captum_medcam.__all__
+        if isinstance(getattr(captum_medcam, name), type)
+        and issubclass(getattr(captum_medcam, name), Attribution)
+    }
+    assert exported - classes == set(), "exported but not in the README's Methods table"
+    captum_names = {name for name in classes - exported if hasattr(captum.attr, name)}
+    assert classes - exported - captum_names == set(), "in the table, but not a class"
+    cli = set().union(*(code_names(r["`--methods`"]) for r in rows))
+    cli -= {"--fc-layer"}  # named in the cells that need it
+    assert cli == set(METHODS), f"table vs METHODS: {sorted(cli ^ set(METHODS))}"
+    for row in rows:  # each row is one method: at most one command-line name
+        assert len(code_names(row["`--methods`"]) - {"--fc-layer"}) <= 1, row
+    fc = [r for r in rows if "--fc-layer" in r["`--methods`"]]
+    assert {next(iter(code_names(r["`--methods`"]) - {"--fc-layer"})) for r in fc} == {"cam", "crm"}
+
+
+def test_metric_table_lists_every_cli_name_and_real_functions():
+    """The Metrics table names every `--metrics` name (with its results.csv column) and only
+    functions that captum_medcam.metrics exports."""
+    import captum_medcam.metrics
+    from captum_medcam.pipeline import METRICS
+
+    rows = readme_table("| metric and paper |")
+    functions = set().union(*(code_names(r["functions"]) for r in rows))
+    assert functions - set(captum_medcam.metrics.__all__) == set()
+    names = set().union(*(code_names(r["`--metrics`"]) for r in rows))
+    columns = {column for name, column in METRICS.items() if column != name}
+    assert names - columns == set(METRICS), (
+        f"table vs METRICS: {sorted((names - columns) ^ set(METRICS))}"
+    )
+    for name, column in METRICS.items():
+        if column != name:  # the column is given beside the name
+            (cell,) = [r["`--metrics`"] for r in rows if f"`{name}`" in r["`--metrics`"]]
+            assert f"`{column}`" in cell
