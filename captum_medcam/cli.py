@@ -485,7 +485,10 @@ def _explain(args: argparse.Namespace) -> int:
 
             nii = save_nifti(att[0], volume.affine, out / f"{stem}_{method}.nii.gz")
             fig = plot_slices(
-                volume.array[:1], att, title=f"{method}, class {target} ({volume.path.name})"
+                volume.array[:1],
+                att,
+                title=f"{method}, class {target} ({volume.path.name})",
+                affine=volume.affine if volume.is_nifti else None,  # names the views
             )
             fig.savefig(png, dpi=100)
             print(f"  {method}: {nii} and {png}")
