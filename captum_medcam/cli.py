@@ -406,6 +406,8 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
         run_config=run_config,
         class_names=class_names,
         report=not options.get("no_report"),
+        # the files' affines name the report's slice views (NIfTI only; others get None)
+        affines=(lambda index: table.space(index)[0]) if table is not None else None,
     )
     _print_summary(comparison.summary())
     for name, path in paths.items():

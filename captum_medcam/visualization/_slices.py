@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_slices"]
 
+
 def plot_slices(
     volume: Tensor,
     attribution: Tensor,
