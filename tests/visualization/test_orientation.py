@@ -175,7 +175,7 @@ def test_report_names_views_from_the_affine(tmp_path):
         )
 
 
-def test_evaluation_keeps_each_samples_affine_for_the_report():
+def test_evaluation_keeps_each_samples_affine_for_the_report(tmp_path):
     """A MONAI batch with one affine per sample (list_data_collate) reaches the report's
     examples; one affine shared by a batch of several does not."""
     from monai.data import DataLoader, MetaTensor
@@ -208,6 +208,20 @@ def test_evaluation_keeps_each_samples_affine_for_the_report():
         tuple(RAS_VIEWS),
         ("axial", "coronal", "sagittal"),
         ("axial", "coronal", "sagittal"),
+    ]
+    # through compare_methods and write_outputs into the report
+    from captum_medcam.pipeline import EvaluationConfig, compare_methods, write_outputs
+
+    config = EvaluationConfig(
+        methods=("gradcam",), layer="4", metrics=("deletion",), n_steps=2, examples=3
+    )
+    comparison = compare_methods(model, DataLoader(data, batch_size=3), config, show_progress=False)
+    write_outputs(comparison, tmp_path)
+    numbers = json.loads((tmp_path / "report.json").read_text())
+    assert [e["views"] for e in numbers["examples"]] == [
+        RAS_VIEWS,
+        ["axial", "coronal", "sagittal"],
+        ["axial", "coronal", "sagittal"],
     ]
     # a batch that carries one affine for all its samples (torch's default collate of some
     # MONAI data) names no sample's views, unless it is a batch of one
