@@ -109,8 +109,9 @@ def write_report(
     metric, a comparison table, box plots of the per-sample values, and for each example
     and method three orthogonal slices through the map's peak (2D inputs: the image itself),
     named sagittal, coronal and axial from the example's affine where it is known and by
-    array axis otherwise (see :class:`ReportExample`), with the mask outlined, the deletion and insertion curves, and a slice
-    scroller to browse every map. Maps are min-max scaled for display only.
+    array axis otherwise (see :class:`ReportExample`), with the mask outlined, the deletion
+    and insertion curves, and a slice scroller to browse every map. Maps are min-max scaled
+    for display only.
 
     Args:
         output_dir: the folder to write to (created if missing).
