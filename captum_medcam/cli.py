@@ -406,6 +406,8 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
         run_config=run_config,
         class_names=class_names,
         report=not options.get("no_report"),
+        # the files' affines name the report's slice views (NIfTI only; others get None)
+        affines=(lambda index: table.space(index)[0]) if table is not None else None,
     )
     _print_summary(comparison.summary())
     for name, path in paths.items():
@@ -485,7 +487,10 @@ def _explain(args: argparse.Namespace) -> int:
 
             nii = save_nifti(att[0], volume.affine, out / f"{stem}_{method}.nii.gz")
             fig = plot_slices(
-                volume.array[:1], att, title=f"{method}, class {target} ({volume.path.name})"
+                volume.array[:1],
+                att,
+                title=f"{method}, class {target} ({volume.path.name})",
+                affine=volume.affine if volume.is_nifti else None,  # names the views
             )
             fig.savefig(png, dpi=100)
             print(f"  {method}: {nii} and {png}")

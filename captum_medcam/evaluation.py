@@ -425,6 +425,9 @@ class EvaluatedBatch:
         labels: ``(B,)`` or ``(B, K)``, or None.
         masks: ``(B, 1, *S)`` ground truth, or None.
         values: metric name -> ``(B,)``.
+        affines: ``(B, 4, 4)`` each input's affine when the inputs were a MONAI
+            ``MetaTensor`` batch with one affine per sample (MONAI's ``list_data_collate``,
+            or a batch of one), else None.
     """
 
     indices: Tensor
@@ -435,6 +438,19 @@ class EvaluatedBatch:
     labels: Tensor | None
     masks: Tensor | None
     values: dict[str, Tensor]
+    affines: Tensor | None = None
+
+
+def _batch_affines(images: Any, n: int) -> Tensor | None:
+    """Each sample's ``(4, 4)`` affine of a MONAI ``MetaTensor`` batch, or None. torch's
+    default collate keeps the first sample's affine only: it is used for a batch of one."""
+    affine = getattr(images, "affine", None)
+    if not isinstance(affine, Tensor):
+        return None
+    affine = unwrap_meta(affine).detach().cpu()
+    if tuple(affine.shape) == (n, 4, 4):
+        return affine
+    return affine[None] if n == 1 and tuple(affine.shape) == (4, 4) else None
 
 
 def _split_batch(batch: Any, image_key: str, label_key: str) -> tuple[Tensor, Any]:
@@ -728,6 +744,7 @@ def evaluate_dataset(
             masks = _batch_masks(batch, mask_key)
             x = unwrap_meta(images).to(device)
             n = x.shape[0]
+            affines = _batch_affines(images, n)
             batch_indices = torch.tensor(indices[start : start + n], dtype=torch.long)
             start += n
             with torch.no_grad():
@@ -756,6 +773,7 @@ def evaluate_dataset(
                 correct = correct[keep.to(correct.device)]
                 label_t = label_t[keep] if label_t is not None else None
                 masks = masks[keep] if masks is not None else None
+                affines = affines[keep] if affines is not None else None
                 n = len(keep)
             if bar is not None:
                 bar.set_postfix_str("maps")
@@ -791,6 +809,7 @@ def evaluate_dataset(
                         labels=label_t,
                         masks=unwrap_meta(masks) if isinstance(masks, Tensor) else None,
                         values=values,
+                        affines=affines,
                     )
                 )
             if bar is not None:

@@ -725,11 +725,13 @@ class Comparison:
 
 
 class KeptExample(NamedTuple):
-    """A sample kept for the report: ``image (C, *S)``, ``map (1, *S)``, ``mask (1, *S)``."""
+    """A sample kept for the report: ``image (C, *S)``, ``map (1, *S)``, ``mask (1, *S)``,
+    and the image's ``(4, 4)`` affine when the batch carried one (it names the slice views)."""
 
     image: Tensor
     map: Tensor
     mask: Tensor | None
+    affine: Tensor | None = None
 
 
 class _Collector:
@@ -761,6 +763,7 @@ class _Collector:
                     image=batch.inputs[i].detach().cpu(),
                     map=batch.maps[i].detach().sum(0, keepdim=True).cpu(),
                     mask=batch.masks[i].cpu() if batch.masks is not None else None,
+                    affine=batch.affines[i] if batch.affines is not None else None,
                 )
         if self.on_batch is not None:
             self.on_batch(self.method, batch)
@@ -849,7 +852,11 @@ def compare_methods(
     return Comparison(results, curves, examples, config, seconds)
 
 
-def _report_examples(comparison: Comparison, class_names: Sequence[str] | None) -> list[Any]:
+def _report_examples(
+    comparison: Comparison,
+    class_names: Sequence[str] | None,
+    affines: Callable[[int], Any] | None = None,
+) -> list[Any]:
     from captum_medcam.visualization import ReportExample
 
     first = next(iter(comparison.results))
@@ -869,6 +876,7 @@ def _report_examples(comparison: Comparison, class_names: Sequence[str] | None) 
             if entry:
                 curves[method] = entry
         mask = sample.mask
+        affine = affines(index) if affines is not None else None
         out.append(
             ReportExample(
                 index=index,
@@ -880,6 +888,7 @@ def _report_examples(comparison: Comparison, class_names: Sequence[str] | None) 
                 mask=mask.bool() if mask is not None else None,
                 curves=curves,
                 class_names=class_names,
+                affine=affine if affine is not None else sample.affine,
             )
         )
     return out
@@ -903,12 +912,19 @@ def write_outputs(
     run_config: Mapping[str, Any] | None = None,
     class_names: Sequence[str] | None = None,
     report: bool = True,
+    affines: Callable[[int], Any] | None = None,
 ) -> dict[str, Path]:
     """Write ``results.csv``, ``summary.json``, ``aopc_curve.csv`` (when AOPC was
     computed) and ``report.html`` (with its figures) into ``output_dir``.
 
     ``summary.json`` holds ``{method: {metric: {"mean", "std", "n"}}}``; NaN (a metric
     with no value, e.g. no sample had a mask) is written as ``null``.
+
+    The report names each example's slice views sagittal, coronal and axial from its
+    image's affine: ``affines(index)`` (a ``(4, 4)`` matrix or None) when given, else the
+    affine its MONAI ``MetaTensor`` batch carried; without one (e.g. MedMNIST) the views are
+    named by array axis. Only the orientation is read, so the affine of the file before a
+    resize serves.
 
     Returns:
         name -> path of every file written.
@@ -934,7 +950,7 @@ def write_outputs(
             out,
             results=comparison.rows(),
             summary=summary,
-            examples=_report_examples(comparison, class_names),
+            examples=_report_examples(comparison, class_names, affines),
             title=title,
             config=config,
         )

@@ -676,6 +676,8 @@ ENTRY_POINTS: dict[str, tuple[Callable[..., Any], dict[str, Any], dict[str, Any]
             "alpha": bad_float(low=0, high=1),
             "center": st.sampled_from([(8, 0, 0), (1, 2), (-1, 0, 0), (1.5, 0, 0), "c"]),
             "cmap": st.integers(),
+            "affine": st.sampled_from([torch.eye(3), torch.zeros(4, 4), "x", object()]),
+            "orientation": st.sampled_from(["RAA", "RA", "XYZ", 3]),
         },
     ),
     "SyntheticLesions": (

@@ -709,3 +709,67 @@ def test_evaluate_road_and_confidence_metrics(tmp_path, monkeypatch, capsys):
         assert abs(float(row["road"])) <= 1 and abs(float(row["road_morf"])) <= 1
     summary = json.loads((out / "summary.json").read_text())
     assert sorted(summary["saliency"]) == sorted(names.split(","))
+
+
+def test_slice_views_are_named_from_the_files_affine(tmp_path, capsys, monkeypatch):
+    """The explain PNG and the evaluate report name the views from each NIfTI's affine
+    (here voxel axes S, P, L: axis 0 slices are axial), and by array axis for a .npy."""
+    from matplotlib.figure import Figure
+
+    affine = np.zeros((4, 4))
+    affine[2, 0], affine[1, 1], affine[0, 2], affine[3, 3] = 2.0, -2.0, -2.0, 1.0
+    rng = np.random.default_rng(2)
+    rows = ["image,label"]
+    for i in range(2):
+        data = rng.random((12, 14, 10)).astype(np.float32)
+        nib.save(nib.Nifti1Image(data, affine), tmp_path / f"s{i}.nii.gz")
+        rows.append(f"s{i}.nii.gz,{i}")
+    (tmp_path / "table.csv").write_text("\n".join(rows) + "\n")
+    np.save(tmp_path / "plain.npy", rng.random((12, 14, 10)).astype(np.float32))
+    _, weights = save_weights(tmp_path, NET_3D % 2)
+    common = ["--network", NET_3D % 2, "--weights", str(weights), "--layer", "layer3"]
+
+    titles = {}
+    save = Figure.savefig
+
+    def recording_savefig(fig, path, *args, **kwargs):
+        titles[path.name] = [ax.get_title() for ax in fig.axes[:3]]
+        return save(fig, path, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", recording_savefig)
+    for name in ("s0.nii.gz", "plain.npy"):
+        run(
+            ["explain", *common, "--input", str(tmp_path / name), "--output", str(tmp_path)], capsys
+        )
+    assert [t.split(" slice ")[0] for t in titles["s0_gradcam.png"]] == [
+        "axial",
+        "coronal",
+        "sagittal",
+    ]
+    assert [t.split(" slice ")[0] for t in titles["plain_gradcam.png"]] == [
+        "axis 0 (D)",
+        "axis 1 (H)",
+        "axis 2 (W)",
+    ]
+    out = tmp_path / "out"
+    run(
+        [
+            "evaluate",
+            *common,
+            "--data",
+            str(tmp_path / "table.csv"),
+            "--methods",
+            "gradcam",
+            "--metrics",
+            "deletion",
+            "--n-steps",
+            "2",
+            "--output",
+            str(out),
+            "--no-progress",
+        ],
+        capsys,
+    )
+    report = json.loads((out / "report.json").read_text())
+    assert [e["views"] for e in report["examples"]] == [["axial", "coronal", "sagittal"]] * 2
+    assert "<figcaption>axial</figcaption>" in (out / "report.html").read_text()

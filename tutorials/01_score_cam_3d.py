@@ -136,6 +136,8 @@ maps = torch.cat(
     ]
 )
 print(f"maps: {tuple(maps.shape)}, one per volume at input resolution")
+# MedMNIST volumes carry no affine, so the panels are named by array axis ("axis 0 (D)", ...);
+# for a NIfTI pass plot_slices(..., affine=nibabel.load(path).affine) to name them sagittal etc.
 fig = plot_slices(volumes[0], maps[0], title=f"Score-CAM, class {test.classes[predictions[0]]}")
 fig.savefig(OUTPUT / "scorecam_slices.png")
 

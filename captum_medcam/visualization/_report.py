@@ -30,12 +30,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
+from captum_medcam.visualization._orientation import view_names
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["ReportExample", "write_report"]
 
-_AXES = ("axial", "coronal", "sagittal")
 _KINDS = ("deletion", "insertion")
 _ROW_KEYS = ("index", "label", "prediction", "correct", "target", "method")
 
@@ -55,6 +56,13 @@ class ReportExample:
         curves: method -> ``{"deletion": (n_steps + 1,), "insertion": (n_steps + 1,)}``
             (either may be missing), the example's curves on ``x = linspace(0, 1, n_steps + 1)``.
         class_names: names of the classes, to label target, label and prediction.
+        affine: the volume's ``(4, 4)`` voxel-to-world matrix, or None. It names the slice
+            views: a slice across the voxel axis that runs left-right is "sagittal",
+            anterior-posterior "coronal", superior-inferior "axial". Without it (and without
+            ``orientation``) the affine of a MONAI ``MetaTensor`` ``image`` is used; a plain
+            tensor, e.g. a MedMNIST volume, has its views named by array axis ("axis 0 (D)",
+            "axis 1 (H)", "axis 2 (W)").
+        orientation: instead of ``affine``, the axis codes of the voxel axes, e.g. ``"RAS"``.
     """
 
     index: int
@@ -66,6 +74,8 @@ class ReportExample:
     mask: Tensor | None = None
     curves: dict[str, dict[str, Tensor]] = field(default_factory=dict)
     class_names: Sequence[str] | None = None
+    affine: Any = None
+    orientation: str | None = None
 
 
 @dataclass
@@ -81,6 +91,7 @@ class _Checked:
     peaks: dict[str, tuple[int, ...]]
     shape: tuple[int, ...]  # S
     source: ReportExample
+    views: tuple[str, ...]  # names of the slices across axes 0, 1, 2 ("image" in 2D)
 
 
 def write_report(
@@ -96,9 +107,11 @@ def write_report(
 
     The page has the run's settings, a table per method with mean ± std (and n) of every
     metric, a comparison table, box plots of the per-sample values, and for each example
-    and method the axial, coronal and sagittal slices through the map's peak (2D inputs: the
-    image itself) with the mask outlined, the deletion and insertion curves, and a slice
-    scroller to browse every map. Maps are min-max scaled for display only.
+    and method three orthogonal slices through the map's peak (2D inputs: the image itself),
+    named sagittal, coronal and axial from the example's affine where it is known and by
+    array axis otherwise (see :class:`ReportExample`), with the mask outlined, the deletion
+    and insertion curves, and a slice scroller to browse every map. Maps are min-max scaled
+    for display only.
 
     Args:
         output_dir: the folder to write to (created if missing).
@@ -296,12 +309,19 @@ def _check_example(ex: Any, i: int) -> _Checked:
             kept[kind] = t
         if kept:
             curves[str(name)] = kept
+    if len(shape) == 2:
+        views: tuple[str, ...] = ("image",)
+    else:
+        try:
+            views = view_names(ex.affine, ex.orientation, ex.image)
+        except (TypeError, ValueError) as error:
+            raise type(error)(f"examples[{i}]: {error}") from None
     display = image.double()
     rgb = len(shape) == 2 and image.shape[0] == 3
     display = display.permute(1, 2, 0) if rgb else display.mean(0)
     lo, hi = float(display.min()), float(display.max())
     display = (display - lo) / (hi - lo) if hi > lo else torch.zeros_like(display)
-    return _Checked(ex.index, display, rgb, maps, mask, curves, peaks, shape, ex)
+    return _Checked(ex.index, display, rgb, maps, mask, curves, peaks, shape, ex, views)
 
 
 def _plain(x: Any, name: str) -> Tensor:
@@ -386,7 +406,7 @@ def _slices(ex: _Checked, peak: Sequence[int]) -> list[tuple[str, tuple[int | sl
     if len(ex.shape) == 2:
         return [("image", (slice(None), slice(None)))]
     panels = []
-    for axis, name in enumerate(_AXES):
+    for axis, name in enumerate(ex.views):
         index: list[int | slice] = [slice(None)] * 3
         index[axis] = int(peak[axis])
         panels.append((f"{name} {int(peak[axis])}", tuple(index)))
@@ -569,6 +589,7 @@ def _report_numbers(
                 "label": ex.source.label,
                 "prediction": ex.source.prediction,
                 "shape": list(ex.shape),
+                "views": list(ex.views),
                 "mask_voxels": None if ex.mask is None else int(ex.mask.sum()),
                 "peaks": {m: list(p) for m, p in ex.peaks.items()},
                 "map_range": {m: [float(t.min()), float(t.max())] for m, t in ex.maps.items()},
@@ -859,11 +880,11 @@ def _viewer_html(n: int, ex: _Checked, methods: Sequence[str]) -> str:
         sliders = "".join(
             f'<label>{name} <input type="range" data-axis="{axis}" min="0" '
             f'max="{ex.shape[axis] - 1}" value="0"><span></span></label>'
-            for axis, name in enumerate(_AXES)
+            for axis, name in enumerate(ex.views)
         )
     panels = "".join(
         f'<figure><canvas data-axis="{axis}"></canvas><figcaption>{name}</figcaption></figure>'
-        for axis, name in enumerate(_AXES if three_d else ("image",))
+        for axis, name in enumerate(ex.views)
     )
     return (
         f'<div class="viewer" data-example="{n}" data-state="loading"><h4>Interactive view</h4>'

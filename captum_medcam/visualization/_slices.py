@@ -9,13 +9,12 @@ import torch
 from torch import Tensor
 
 from captum_medcam._core.checks import check_finite_float, check_int, check_tensor_finite
+from captum_medcam.visualization._orientation import view_names
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 __all__ = ["plot_slices"]
-
-_AXES = {0: "axial (D)", 1: "coronal (H)", 2: "sagittal (W)"}
 
 
 def plot_slices(
@@ -27,11 +26,21 @@ def plot_slices(
     alpha: float = 0.45,
     cmap: str = "jet",
     title: str | None = None,
+    affine: Any = None,
+    orientation: str | None = None,
 ) -> Figure:
     """Three orthogonal slices of ``volume`` with ``attribution`` overlaid.
 
     The slices pass through ``center``, by default the voxel where the attribution is
     largest. The overlay is min-max scaled for display only; the colour bar says so.
+
+    The panels are named from the volume's orientation when it is known: a slice across
+    the voxel axis that runs left-right is "sagittal", anterior-posterior "coronal",
+    superior-inferior "axial". The orientation is ``affine`` or ``orientation`` when given,
+    else the affine of a MONAI ``MetaTensor`` ``volume`` (or ``attribution``), as
+    ``LoadImage`` returns it. A plain tensor, e.g. a MedMNIST volume, has no known
+    orientation: its panels are named by array axis, "axis 0 (D)", "axis 1 (H)" and
+    "axis 2 (W)".
 
     Args:
         volume: ``(D, H, W)``, ``(1, D, H, W)`` or ``(1, 1, D, H, W)``.
@@ -42,18 +51,36 @@ def plot_slices(
         alpha: overlay opacity.
         cmap: colour map of the overlay.
         title: figure title.
+        affine: the volume's ``(4, 4)`` voxel-to-world matrix (a NumPy array or a tensor),
+            e.g. ``nibabel.load(path).affine``, to name the views.
+        orientation: instead of ``affine``, the axis codes of the voxel axes, one each of
+            L/R, A/P and S/I, e.g. ``"RAS"`` (axis 0 runs to the right, so its slices are
+            sagittal) or ``"SPL"``.
 
     Returns:
         A matplotlib ``Figure`` with one row of three panels.
 
     Raises:
-        ValueError: shapes that are not one volume, or that differ.
+        ValueError: shapes that are not one volume, or that differ; a malformed
+            ``affine`` or ``orientation``, or both given.
+
+    Example:
+        >>> import numpy as np, torch
+        >>> from captum_medcam.visualization import plot_slices
+        >>> volume, att = torch.rand(8, 9, 10), torch.rand(8, 9, 10)
+        >>> fig = plot_slices(volume, att, center=(4, 4, 4), affine=np.diag([2, 2, 2, 1]))
+        >>> [ax.get_title() for ax in fig.axes[:3]]
+        ['sagittal slice 4', 'coronal slice 4', 'axial slice 4']
+        >>> fig = plot_slices(volume, att, center=(4, 4, 4))  # no orientation known
+        >>> fig.axes[0].get_title()
+        'axis 0 (D) slice 4'
     """
     from matplotlib.figure import Figure
 
     check_finite_float(alpha, "alpha", low=0, high=1)
     if not isinstance(cmap, str):
         raise TypeError(f"cmap must be the name of a matplotlib colour map, got {cmap!r}")
+    names = view_names(affine, orientation, volume if hasattr(volume, "affine") else attribution)
     vol = _as_volume(volume, "volume")
     att = _as_volume(attribution, "attribution")
     check_tensor_finite(att.double(), "attribution")
@@ -93,7 +120,7 @@ def plot_slices(
             ax.contour(
                 msk[tuple(index)].float().numpy(), levels=[0.5], colors="white", linewidths=1.2
             )
-        ax.set_title(f"{_AXES[axis]} slice {int(center[axis])}")
+        ax.set_title(f"{names[axis]} slice {int(center[axis])}")
         ax.set_axis_off()
     fig.colorbar(image, ax=list(axes), shrink=0.8, label="attribution (min-max scaled for display)")
     if title:
