@@ -35,6 +35,11 @@ examples:
   captum-medcam evaluate --preset xray-aopc --medmnist pneumoniamnist --size 224 \\
       --network mymodels:pneumonia_net --weights pneumonia.pt --layer features.denseblock4 --output out/
 
+  # faster SS-CAM and approximate Score-CAM, perturbed forwards in bfloat16
+  captum-medcam evaluate --medmnist organmnist3d --size 64 --network net.json --weights net.pt \\
+      --layer layer4 --methods scorecam,sscam --method-option sscam.num_samples=8 \\
+      --method-option scorecam.max_channels=0.1 --autocast bfloat16 --output out/
+
   # several processes (one per GPU, or gloo on the CPU): the same results as one process
   torchrun --nproc_per_node=2 -m captum_medcam.cli evaluate ...
 
@@ -53,8 +58,8 @@ metrics: {metrics} (the last five need masks)
 
 outputs in --output: results.csv (a row per sample and method: index, label, prediction,
 correct, target, method, one column per metric), summary.json (method -> metric -> mean,
-std, n), aopc_curve.csv (with aopc), maps/*.nii.gz in each volume's space (NIfTI inputs),
-report.html.
+std, n), config.json (the settings), aopc_curve.csv (with aopc), maps/*.nii.gz in each
+volume's space (NIfTI inputs), report.html.
 """
 
 
@@ -142,7 +147,8 @@ def _add_speed_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         type=_method_option,
         help="a keyword of a method's constructor or attribute() call, repeatable, e.g. "
-        "sscam.num_samples=8, iscam.num_samples=4, scorecam.max_channels=0.1, "
+        "sscam.num_samples=8 (default 35 noisy masks per channel), iscam.num_samples=4, "
+        "scorecam.max_channels=0.1 (approximate Score-CAM), "
         "scorecam.channel_criterion=mean; values are true/false, none, ints, floats or "
         "strings; an unknown keyword is refused with the method's options before any "
         "model runs",
@@ -150,9 +156,9 @@ def _add_speed_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--autocast",
         choices=("bfloat16", "float16"),
-        help="run the perturbed forwards (Score-CAM family, CRM, Ablation-CAM, the metrics) "
-        "under torch.autocast in this dtype (bfloat16 runs on a CPU too; default: full "
-        "precision)",
+        help="run the perturbed forwards (Score-CAM family, Ablation-CAM, the metrics; CRM "
+        "keeps full precision) under torch.autocast in this dtype (bfloat16 runs on a CPU "
+        "too; default: full precision)",
     )
     group.add_argument(
         "--chunk-size",
