@@ -600,9 +600,14 @@ def _check_method_options(
         accepted = method_keywords(method)
         for key, value in options.items():
             if key not in accepted:
+                import difflib
+
+                close = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.75)
                 where = (
                     f" ({key!r} is set by {_SET_BY_PIPELINE[key]})"
                     if key in _SET_BY_PIPELINE
+                    else f" (did you mean {close[0]!r}?)"
+                    if close
                     else ""
                 )
                 raise ValueError(

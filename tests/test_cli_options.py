@@ -99,7 +99,10 @@ def test_options_reach_the_constructor_and_attribute():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"sscam": {"num_sample": 8}}, "method 'sscam' takes no option 'num_sample'; its options"),
+        (
+            {"sscam": {"num_sample": 8}},
+            "takes no option 'num_sample' (did you mean 'num_samples'?); its options",
+        ),
         ({"sscam": {"target": 1}}, "'target' is set by --target"),
         ({"scorcam": {"max_channels": 2}}, "unknown method 'scorcam' (did you mean 'scorecam'?)"),
         ({"gradcam": {"relu_attributions": False}}, "'gradcam', which is not among the methods"),
