@@ -35,6 +35,11 @@ examples:
   captum-medcam evaluate --preset xray-aopc --medmnist pneumoniamnist --size 224 \\
       --network mymodels:pneumonia_net --weights pneumonia.pt --layer features.denseblock4 --output out/
 
+  # faster SS-CAM and approximate Score-CAM, perturbed forwards in bfloat16
+  captum-medcam evaluate --medmnist organmnist3d --size 64 --network net.json --weights net.pt \\
+      --layer layer4 --methods scorecam,sscam --method-option sscam.num_samples=8 \\
+      --method-option scorecam.max_channels=0.1 --autocast bfloat16 --output out/
+
   # several processes (one per GPU, or gloo on the CPU): the same results as one process
   torchrun --nproc_per_node=2 -m captum_medcam.cli evaluate ...
 
@@ -53,8 +58,8 @@ metrics: {metrics} (the last five need masks)
 
 outputs in --output: results.csv (a row per sample and method: index, label, prediction,
 correct, target, method, one column per metric), summary.json (method -> metric -> mean,
-std, n), aopc_curve.csv (with aopc), maps/*.nii.gz in each volume's space (NIfTI inputs),
-report.html.
+std, n), config.json (the settings), aopc_curve.csv (with aopc), maps/*.nii.gz in each
+volume's space (NIfTI inputs), report.html.
 """
 
 
@@ -91,6 +96,83 @@ def _add_model_args(parser: argparse.ArgumentParser, required: bool) -> None:
     )
     group.add_argument(
         "--device", help="cpu, cuda, cuda:1 ... (default: cuda when available, else cpu)"
+    )
+
+
+def _option_value(text: str) -> Any:
+    """A method option's value: true/false, none, an int, a float, else the string."""
+    lowered = text.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    return text
+
+
+def _method_option(text: str) -> tuple[str, str, Any]:
+    """``METHOD.KEYWORD=VALUE`` -> ``(method, keyword, value)``."""
+    name, eq, value = text.partition("=")
+    method, dot, key = name.strip().partition(".")
+    if not (eq and dot and method and key.isidentifier()):
+        raise argparse.ArgumentTypeError(
+            f"expected METHOD.KEYWORD=VALUE, e.g. sscam.num_samples=8, got {text!r}"
+        )
+    return method, key, _option_value(value)
+
+
+def _method_options(given: Sequence[tuple[str, str, Any]] | None) -> dict[str, dict[str, Any]]:
+    """The ``--method-option`` triples as ``{method: {keyword: value}}`` (the last wins)."""
+    out: dict[str, dict[str, Any]] = {}
+    for method, key, value in given or ():
+        out.setdefault(method, {})[key] = value
+    return out
+
+
+def _add_speed_args(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "per-method options and speed (see captum_medcam.perturbation_options)"
+    )
+    group.add_argument(
+        "--method-option",
+        dest="method_options",
+        metavar="METHOD.KEYWORD=VALUE",
+        action="append",
+        type=_method_option,
+        help="a keyword of a method's constructor or attribute() call, repeatable, e.g. "
+        "sscam.num_samples=8 (default 35 noisy masks per channel), iscam.num_samples=4, "
+        "scorecam.max_channels=0.1 (approximate Score-CAM), "
+        "scorecam.channel_criterion=mean; values are true/false, none, ints, floats or "
+        "strings; an unknown keyword is refused with the method's options before any "
+        "model runs",
+    )
+    group.add_argument(
+        "--autocast",
+        choices=("bfloat16", "float16"),
+        help="run the perturbed forwards (Score-CAM family, Ablation-CAM, the metrics; CRM "
+        "keeps full precision) under torch.autocast in this dtype (bfloat16 runs on a CPU "
+        "too; default: full precision)",
+    )
+    group.add_argument(
+        "--chunk-size",
+        choices=("auto",),
+        help="auto: size the chunks of perturbed forwards from free GPU memory (CUDA only; "
+        "default: --perturbations-per-eval)",
+    )
+    group.add_argument(
+        "--compile",
+        nargs="?",
+        const=True,
+        metavar="BACKEND",
+        help="run the perturbed forwards through torch.compile (optionally naming a backend, "
+        "e.g. inductor); pays off only over long runs",
     )
 
 
@@ -241,6 +323,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     options.add_argument("--examples", type=int, help="samples shown in the report (default 4)")
     options.add_argument("--seed", type=int, help="seed of the random map and noise (default 0)")
+    _add_speed_args(evaluate)
     evaluate.add_argument("--output", required=True, help="output folder")
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bars")
     evaluate.add_argument("--no-report", action="store_true", help="skip report.html")
@@ -271,6 +354,10 @@ def _build_parser() -> argparse.ArgumentParser:
         help="perturbed copies per forward (scorecam, crm, ablationcam, sscam, iscam; default "
         "16): memory vs. speed",
     )
+    explain.add_argument(
+        "--seed", type=int, default=0, help="seed of sscam's noise and the random map (default 0)"
+    )
+    _add_speed_args(explain)
     explain.add_argument("--output", required=True, help="output folder")
     explain.set_defaults(run=_explain)
     return parser
@@ -336,6 +423,8 @@ def run_evaluate(options: dict[str, Any], title: str | None = None) -> int:
             "evaluate: --network is required (a MONAI bundle-style JSON definition or "
             "'module:callable'), unless a --preset names one"
         )
+    if not isinstance(options.get("method_options") or {}, dict):  # --method-option triples
+        options = {**options, "method_options": _method_options(options["method_options"])}
     config = config_from_options(options)
     masked = [m for m in config.metrics if m in _LOCALIZATION]
     if options.get("medmnist") and masked:
@@ -438,8 +527,20 @@ def _explain(args: argparse.Namespace) -> int:
 
     from captum_medcam._loading import _resize, load_volume, save_nifti
     from captum_medcam.evaluation import attribute_batch
-    from captum_medcam.pipeline import EvaluationConfig, build_method
+    from captum_medcam.pipeline import METHODS, EvaluationConfig, _speed_options, build_method
 
+    config = EvaluationConfig(  # checked before the model is loaded
+        methods=args.methods,
+        layer=args.layer,
+        metrics=("deletion",),
+        fc_layer=args.fc_layer,
+        perturbations_per_eval=args.perturbations_per_eval,
+        seed=args.seed,
+        method_options=_method_options(args.method_options),
+        autocast=args.autocast,
+        chunk_size=args.chunk_size,
+        compile=False if args.compile is None else args.compile,
+    )
     device = _device(args.device)
     model = _load_model(args, device)
     volume = load_volume(args.input, args.spatial_dims)
@@ -463,25 +564,30 @@ def _explain(args: argparse.Namespace) -> int:
             raise SystemExit(
                 f"explain: --target must be a class index or 'pred', got {args.target!r}"
             ) from None
-    config = EvaluationConfig(
-        methods=args.methods,
-        layer=args.layer,
-        metrics=("deletion",),
-        fc_layer=args.fc_layer,
-        perturbations_per_eval=args.perturbations_per_eval,
-    )
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     stem = Path(volume.path.name.removesuffix(".gz").removesuffix(".nii")).stem
     dims = x.dim() - 2
-    print(f"{volume.path.name}: predicted class {predicted}, explaining class {target}")
+    agnostic = [m for m in config.methods if METHODS[m].class_agnostic]
+    explained = (
+        f"explaining class {target}"
+        if len(agnostic) < len(config.methods)
+        else "no class explained"
+    )
+    if agnostic:
+        explained += (
+            f"; the maps of {', '.join(agnostic)} do not depend on the class (class-agnostic)"
+        )
+    print(f"{volume.path.name}: predicted class {predicted}, {explained}")
     for method in config.methods:
         attribution, kwargs = build_method(method, model, config, dims)
-        maps = attribute_batch(attribution, x, torch.tensor([target], device=device), **kwargs)
+        with _speed_options(config):
+            maps = attribute_batch(attribution, x, torch.tensor([target], device=device), **kwargs)
         att = maps[0].sum(0, keepdim=True).float().cpu()
         if tuple(att.shape[1:]) != original:
             att = _resize(att, original, "linear")
         png = out / f"{stem}_{method}.png"
+        shown = "class-agnostic" if METHODS[method].class_agnostic else f"class {target}"
         if dims == 3:
             from captum_medcam.visualization import plot_slices
 
@@ -489,13 +595,13 @@ def _explain(args: argparse.Namespace) -> int:
             fig = plot_slices(
                 volume.array[:1],
                 att,
-                title=f"{method}, class {target} ({volume.path.name})",
+                title=f"{method}, {shown} ({volume.path.name})",
                 affine=volume.affine if volume.is_nifti else None,  # names the views
             )
             fig.savefig(png, dpi=100)
             print(f"  {method}: {nii} and {png}")
         else:
-            _save_2d(volume.array, att, png, f"{method}, class {target}")
+            _save_2d(volume.array, att, png, f"{method}, {shown}")
             npy = out / f"{stem}_{method}.npy"
             import numpy as np
 

@@ -27,11 +27,13 @@ Example:
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import os
 import zlib
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -62,6 +64,7 @@ __all__ = [
     "build_method",
     "build_metrics",
     "compare_methods",
+    "method_keywords",
     "write_outputs",
 ]
 
@@ -121,38 +124,62 @@ def _seeded_noise(std: float | None, seed: int) -> Callable[[Tensor], Tensor]:
 
 @dataclass(frozen=True)
 class _MethodSpec:
+    """A method of :data:`METHODS`.
+
+    ``build(model, layer, *, init_options, spatial_dims, fc_layer, perturbations_per_eval,
+    seed)`` returns ``(attribution, attribute() options)``; ``init_options`` are the
+    constructor keywords of ``EvaluationConfig.method_options``. ``classes`` name the
+    classes it builds (``"module:Class"``): their constructor and ``attribute()`` keywords
+    are the options the method takes. ``class_agnostic``: the map ignores the target class.
+    """
+
     description: str
     needs_layer: bool
     build: Callable[..., tuple[Any, dict[str, Any]]]
+    classes: tuple[str, ...] = ()
+    class_agnostic: bool = False
 
 
 def _cam(cls_name: str) -> Callable[..., tuple[Any, dict[str, Any]]]:
-    def build(model: nn.Module, layer: nn.Module, **_: Any) -> tuple[Any, dict[str, Any]]:
+    def build(
+        model: nn.Module, layer: nn.Module, *, init_options: dict[str, Any], **_: Any
+    ) -> tuple[Any, dict[str, Any]]:
         import captum_medcam.attr as attr
 
-        return getattr(attr, cls_name)(model, layer), {}
+        return getattr(attr, cls_name)(model, layer, **init_options), {}
 
     return build
 
 
 def _scorecam(
-    model: nn.Module, layer: nn.Module, *, perturbations_per_eval: int, **_: Any
+    model: nn.Module,
+    layer: nn.Module,
+    *,
+    perturbations_per_eval: int,
+    init_options: dict[str, Any],
+    **_: Any,
 ) -> tuple[Any, dict[str, Any]]:
     from captum_medcam.attr import ScoreCAM
 
-    return ScoreCAM(model, layer), {"perturbations_per_eval": perturbations_per_eval}
+    cam = ScoreCAM(model, layer, **init_options)
+    return cam, {"perturbations_per_eval": perturbations_per_eval}
 
 
 def _guided_gradcam(
-    model: nn.Module, layer: nn.Module, *, spatial_dims: int, **_: Any
+    model: nn.Module,
+    layer: nn.Module,
+    *,
+    spatial_dims: int,
+    init_options: dict[str, Any],
+    **_: Any,
 ) -> tuple[Any, dict[str, Any]]:
     if spatial_dims == 3:
         from captum_medcam.attr import GuidedGradCAM3D
 
-        return GuidedGradCAM3D(model, layer), {}
+        return GuidedGradCAM3D(model, layer, **init_options), {}
     from captum.attr import GuidedGradCam
 
-    return GuidedGradCam(model, layer), {}
+    return GuidedGradCam(model, layer, **init_options), {}
 
 
 def _crm(
@@ -161,21 +188,28 @@ def _crm(
     *,
     fc_layer: nn.Module | None,
     perturbations_per_eval: int,
+    init_options: dict[str, Any],
     **_: Any,
 ) -> tuple[Any, dict[str, Any]]:
     from captum_medcam.attr import CRM
 
-    return CRM(model, layer, fc_layer=fc_layer), {"perturbations_per_eval": perturbations_per_eval}
+    crm = CRM(model, layer, fc_layer=fc_layer, **init_options)
+    return crm, {"perturbations_per_eval": perturbations_per_eval}
 
 
 def _class_cam(
-    model: nn.Module, layer: nn.Module, *, fc_layer: nn.Module | None, **_: Any
+    model: nn.Module,
+    layer: nn.Module,
+    *,
+    fc_layer: nn.Module | None,
+    init_options: dict[str, Any],
+    **_: Any,
 ) -> tuple[Any, dict[str, Any]]:
     from captum_medcam.attr import CAM
 
     if fc_layer is None:
         raise ValueError(_CAM_NEEDS_FC)
-    return CAM(model, layer, fc_layer=fc_layer), {}  # type: ignore[arg-type]  # checked there
+    return CAM(model, layer, fc_layer=fc_layer, **init_options), {}  # type: ignore[arg-type]  # checked there
 
 
 _CAM_NEEDS_FC = (
@@ -191,14 +225,20 @@ def _perturbation_cam(
     ``seeded``, the run's seed as its noise ``generator``)."""
 
     def build(
-        model: nn.Module, layer: nn.Module, *, perturbations_per_eval: int, seed: int, **_: Any
+        model: nn.Module,
+        layer: nn.Module,
+        *,
+        perturbations_per_eval: int,
+        seed: int,
+        init_options: dict[str, Any],
+        **_: Any,
     ) -> tuple[Any, dict[str, Any]]:
         import captum_medcam.attr as attr
 
         options: dict[str, Any] = {"perturbations_per_eval": perturbations_per_eval}
         if seeded:
             options["generator"] = seed
-        return getattr(attr, cls_name)(model, layer), options
+        return getattr(attr, cls_name)(model, layer, **init_options), options
 
     return build
 
@@ -225,27 +265,33 @@ class _GradientInputs:
 
 
 def _captum(cls_name: str, **options: Any) -> Callable[..., tuple[Any, dict[str, Any]]]:
-    def build(model: nn.Module, layer: Any = None, **kw: Any) -> tuple[Any, dict[str, Any]]:
+    def build(
+        model: nn.Module, layer: Any = None, *, init_options: dict[str, Any], **kw: Any
+    ) -> tuple[Any, dict[str, Any]]:
         import captum.attr
 
         kwargs = dict(options)
         if cls_name == "IntegratedGradients":
             kwargs["internal_batch_size"] = kw["perturbations_per_eval"]
-        return _GradientInputs(getattr(captum.attr, cls_name)(model)), kwargs
+        return _GradientInputs(getattr(captum.attr, cls_name)(model, **init_options)), kwargs
 
     return build
 
 
-def _fixations(model: nn.Module, layer: Any = None, **_: Any) -> tuple[Any, dict[str, Any]]:
+def _fixations(
+    model: nn.Module, layer: Any = None, *, init_options: dict[str, Any], **_: Any
+) -> tuple[Any, dict[str, Any]]:
     from captum_medcam.attr import CNNFixations
 
-    return CNNFixations(model), {}
+    return CNNFixations(model, **init_options), {}
 
 
-def _fullgrad(model: nn.Module, layer: Any = None, **_: Any) -> tuple[Any, dict[str, Any]]:
+def _fullgrad(
+    model: nn.Module, layer: Any = None, *, init_options: dict[str, Any], **_: Any
+) -> tuple[Any, dict[str, Any]]:
     from captum_medcam.attr import FullGrad
 
-    return FullGrad(model), {}
+    return FullGrad(model, **init_options), {}
 
 
 def _random(model: nn.Module, layer: Any = None, *, seed: int, **_: Any) -> tuple[Any, dict]:
@@ -254,88 +300,332 @@ def _random(model: nn.Module, layer: Any = None, *, seed: int, **_: Any) -> tupl
 
 #: Method name -> what it is. ``needs_layer``: the method explains a layer (``--layer``).
 METHODS: dict[str, _MethodSpec] = {
-    "scorecam": _MethodSpec("Score-CAM (Wang et al. 2020), forwards only", True, _scorecam),
+    "scorecam": _MethodSpec(
+        "Score-CAM (Wang et al. 2020), forwards only",
+        True,
+        _scorecam,
+        classes=("captum_medcam.attr:ScoreCAM",),
+    ),
     "gradcam": _MethodSpec(
-        "Grad-CAM (Selvaraju et al. 2017), Captum's LayerGradCam bit for bit", True, _cam("GradCAM")
+        "Grad-CAM (Selvaraju et al. 2017), Captum's LayerGradCam bit for bit",
+        True,
+        _cam("GradCAM"),
+        classes=("captum_medcam.attr:GradCAM",),
     ),
     "gradcampp": _MethodSpec(
-        "Grad-CAM++ (Chattopadhay et al. 2018)", True, _cam("GradCAMPlusPlus")
+        "Grad-CAM++ (Chattopadhay et al. 2018)",
+        True,
+        _cam("GradCAMPlusPlus"),
+        classes=("captum_medcam.attr:GradCAMPlusPlus",),
     ),
-    "layercam": _MethodSpec("LayerCAM (Jiang et al. 2021)", True, _cam("LayerCAM")),
-    "hirescam": _MethodSpec("HiResCAM (Draelos and Carin 2020)", True, _cam("HiResCAM")),
-    "xgradcam": _MethodSpec("XGrad-CAM (Fu et al. 2020)", True, _cam("XGradCAM")),
+    "layercam": _MethodSpec(
+        "LayerCAM (Jiang et al. 2021)",
+        True,
+        _cam("LayerCAM"),
+        classes=("captum_medcam.attr:LayerCAM",),
+    ),
+    "hirescam": _MethodSpec(
+        "HiResCAM (Draelos and Carin 2020)",
+        True,
+        _cam("HiResCAM"),
+        classes=("captum_medcam.attr:HiResCAM",),
+    ),
+    "xgradcam": _MethodSpec(
+        "XGrad-CAM (Fu et al. 2020)",
+        True,
+        _cam("XGradCAM"),
+        classes=("captum_medcam.attr:XGradCAM",),
+    ),
     "gradcam_elementwise": _MethodSpec(
         "Grad-CAM element-wise (pytorch-grad-cam), sum of ReLU(gradient x activation)",
         True,
         _cam("GradCAMElementWise"),
+        classes=("captum_medcam.attr:GradCAMElementWise",),
     ),
     "shapleycam": _MethodSpec(
         "Shapley-CAM (Cai 2025), gradient and Hessian-vector product of ReST",
         True,
         _cam("ShapleyCAM"),
+        classes=("captum_medcam.attr:ShapleyCAM",),
     ),
     "finercam": _MethodSpec(
         "Finer-CAM (Zhang et al. 2025), Grad-CAM of the score relative to 3 similar classes",
         True,
         _cam("FinerCAM"),
+        classes=("captum_medcam.attr:FinerCAM",),
     ),
     "smoothgradcampp": _MethodSpec(
         "Smooth Grad-CAM++ (Omeiza et al. 2019), derivatives averaged over 4 noisy copies",
         True,
         _cam("SmoothGradCAMPlusPlus"),
+        classes=("captum_medcam.attr:SmoothGradCAMPlusPlus",),
     ),
-    "guided_gradcam": _MethodSpec("Guided Grad-CAM (Selvaraju et al. 2017)", True, _guided_gradcam),
-    "crm": _MethodSpec("CRM, class-selective relevance mapping (Kim et al. 2019)", True, _crm),
+    "guided_gradcam": _MethodSpec(
+        "Guided Grad-CAM (Selvaraju et al. 2017)",
+        True,
+        _guided_gradcam,
+        classes=(
+            "captum_medcam.attr:GuidedGradCAM3D",
+            "captum.attr:GuidedGradCam",
+        ),
+    ),
+    "crm": _MethodSpec(
+        "CRM, class-selective relevance mapping (Kim et al. 2019)",
+        True,
+        _crm,
+        classes=("captum_medcam.attr:CRM",),
+    ),
     "cam": _MethodSpec(
-        "CAM (Zhou et al. 2016), GAP -> Linear heads; needs --fc-layer", True, _class_cam
+        "CAM (Zhou et al. 2016), GAP -> Linear heads; needs --fc-layer",
+        True,
+        _class_cam,
+        classes=("captum_medcam.attr:CAM",),
     ),
     "eigencam": _MethodSpec(
-        "Eigen-CAM (Muhammad and Yeasin 2020), class-agnostic", True, _cam("EigenCAM")
+        "Eigen-CAM (Muhammad and Yeasin 2020), class-agnostic",
+        True,
+        _cam("EigenCAM"),
+        classes=("captum_medcam.attr:EigenCAM",),
+        class_agnostic=True,
     ),
     "eigengradcam": _MethodSpec(
-        "EigenGrad-CAM (pytorch-grad-cam), gradients x activations", True, _cam("EigenGradCAM")
+        "EigenGrad-CAM (pytorch-grad-cam), gradients x activations",
+        True,
+        _cam("EigenGradCAM"),
+        classes=("captum_medcam.attr:EigenGradCAM",),
     ),
     "kpcacam": _MethodSpec(
-        "KPCA-CAM (Karmani et al. 2024), sigmoid kernel, class-agnostic", True, _cam("KPCACAM")
+        "KPCA-CAM (Karmani et al. 2024), sigmoid kernel, class-agnostic",
+        True,
+        _cam("KPCACAM"),
+        classes=("captum_medcam.attr:KPCACAM",),
+        class_agnostic=True,
     ),
-    "fem": _MethodSpec("FEM (Fuad et al. 2020), k = 2, class-agnostic", True, _cam("FEM")),
+    "fem": _MethodSpec(
+        "FEM (Fuad et al. 2020), k = 2, class-agnostic",
+        True,
+        _cam("FEM"),
+        classes=("captum_medcam.attr:FEM",),
+        class_agnostic=True,
+    ),
     "ablationcam": _MethodSpec(
         "Ablation-CAM (Desai and Ramaswamy 2020), forwards only",
         True,
         _perturbation_cam("AblationCAM"),
+        classes=("captum_medcam.attr:AblationCAM",),
     ),
     "sscam": _MethodSpec(
         "SS-CAM, smoothed Score-CAM (Wang et al. 2020), 35 noisy masks per channel",
         True,
         _perturbation_cam("SSCAM", seeded=True),
+        classes=("captum_medcam.attr:SSCAM",),
     ),
     "iscam": _MethodSpec(
         "IS-CAM, integrated Score-CAM (Naidu et al. 2020), 10 steps per channel",
         True,
         _perturbation_cam("ISCAM"),
+        classes=("captum_medcam.attr:ISCAM",),
     ),
     "cnn_fixations": _MethodSpec(
-        "CNN Fixations (Mopuri et al. 2019), plain conv chains", False, _fixations
+        "CNN Fixations (Mopuri et al. 2019), plain conv chains",
+        False,
+        _fixations,
+        classes=("captum_medcam.attr:CNNFixations",),
     ),
     "fullgrad": _MethodSpec(
         "FullGrad (Srinivas and Fleuret 2019), input- and bias-gradients of every layer",
         False,
         _fullgrad,
+        classes=("captum_medcam.attr:FullGrad",),
     ),
     "integrated_gradients": _MethodSpec(
         "Captum IntegratedGradients (Sundararajan et al. 2017), zero baseline, 32 steps",
         False,
         _captum("IntegratedGradients", n_steps=32),
+        classes=("captum.attr:IntegratedGradients",),
     ),
     "saliency": _MethodSpec(
-        "Captum Saliency (Simonyan et al. 2014), |gradient|", False, _captum("Saliency")
+        "Captum Saliency (Simonyan et al. 2014), |gradient|",
+        False,
+        _captum("Saliency"),
+        classes=("captum.attr:Saliency",),
     ),
-    "input_x_gradient": _MethodSpec("Captum InputXGradient", False, _captum("InputXGradient")),
+    "input_x_gradient": _MethodSpec(
+        "Captum InputXGradient",
+        False,
+        _captum("InputXGradient"),
+        classes=("captum.attr:InputXGradient",),
+    ),
     "guided_backprop": _MethodSpec(
-        "Captum GuidedBackprop (Springenberg et al. 2015)", False, _captum("GuidedBackprop")
+        "Captum GuidedBackprop (Springenberg et al. 2015)",
+        False,
+        _captum("GuidedBackprop"),
+        classes=("captum.attr:GuidedBackprop",),
     ),
-    "random": _MethodSpec("uniform random map from a seeded generator: the floor", False, _random),
+    "random": _MethodSpec(
+        "uniform random map from a seeded generator: the floor",
+        False,
+        _random,
+        classes=("captum_medcam.pipeline:RandomMap",),
+    ),
 }
+
+#: Keywords a method option cannot set: the pipeline passes them (or they change what
+#: ``attribute()`` returns), with where they are set instead.
+_SET_BY_PIPELINE = {
+    "inputs": "the data",
+    "target": "--target (EvaluationConfig.target)",
+    "additional_forward_args": "the data",
+    "fc_layer": "--fc-layer (EvaluationConfig.fc_layer)",
+    "seed": "--seed (EvaluationConfig.seed)",
+    "return_convergence_delta": "the pipeline, which needs the maps alone",
+}
+
+
+def _resolve(path: str) -> Any:
+    import importlib
+
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def method_keywords(name: str) -> dict[str, tuple[str, inspect.Parameter]]:
+    """The options the method ``name`` of :data:`METHODS` takes in ``method_options``.
+
+    Args:
+        name: a method name, e.g. ``"sscam"``.
+
+    Returns:
+        keyword -> ``(where, parameter)``, ``where`` being ``"init"`` (the constructor) or
+        ``"attribute"``; sorted by keyword. Keywords without a default and those the
+        pipeline sets (``target``, ``fc_layer``, ``seed``, ...) are left out. A method built
+        from several classes (Guided Grad-CAM: one for 2D, one for 3D) takes the keywords
+        they all take.
+
+    Example:
+        >>> from captum_medcam.pipeline import method_keywords
+        >>> [k for k in method_keywords("sscam") if k.startswith("num")]
+        ['num_samples']
+        >>> method_keywords("sscam")["num_samples"][0]
+        'attribute'
+    """
+    if name not in METHODS:
+        raise ValueError(
+            f"unknown method {name!r}{_did_you_mean(name, METHODS)}; choose from {sorted(METHODS)}"
+        )
+    found: dict[str, tuple[str, inspect.Parameter]] | None = None
+    for path in METHODS[name].classes:
+        cls = _resolve(path)
+        here: dict[str, tuple[str, inspect.Parameter]] = {}
+        for where, function in (("init", cls.__init__), ("attribute", cls.attribute)):
+            for key, parameter in inspect.signature(function).parameters.items():
+                if (
+                    key == "self"
+                    or key in _SET_BY_PIPELINE
+                    or parameter.default is inspect.Parameter.empty
+                    or parameter.kind in (parameter.VAR_KEYWORD, parameter.VAR_POSITIONAL)
+                ):
+                    continue
+                here.setdefault(key, (where, parameter))
+        found = here if found is None else {k: v for k, v in found.items() if k in here}
+    return dict(sorted((found or {}).items()))
+
+
+def _literal_choices(function: Any, key: str) -> tuple[Any, ...] | None:
+    """The values of a ``Literal[...]`` (or ``Literal[...] | None``) annotation, else None."""
+    import typing
+
+    try:
+        hints = typing.get_type_hints(function)
+    except (NameError, TypeError, AttributeError):  # an annotation that cannot be resolved
+        return None
+    hint = hints.get(key)
+    if hint is None:
+        return None
+    if typing.get_origin(hint) is typing.Literal:
+        return typing.get_args(hint)
+    members = typing.get_args(hint)
+    literals = [m for m in members if typing.get_origin(m) is typing.Literal]
+    if len(literals) == 1 and all(m is type(None) or m is literals[0] for m in members):
+        return (*typing.get_args(literals[0]), None)
+    return None
+
+
+def _check_option_value(method: str, key: str, value: Any, parameter: inspect.Parameter) -> None:
+    """Refuse a value whose type cannot be the parameter's (judged by its default and a
+    ``Literal`` annotation); other values are checked by the method when it runs."""
+    default = parameter.default
+    expected: str | None = None
+    if isinstance(default, bool):
+        expected = None if isinstance(value, bool) else "true or false"
+    elif isinstance(default, int):
+        expected = None if isinstance(value, int) and not isinstance(value, bool) else "an int"
+    elif isinstance(default, float):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        expected = None if ok else "a number"
+    elif isinstance(default, str):
+        expected = None if isinstance(value, str) else "a string"
+    if expected is not None:
+        raise ValueError(
+            f"method option {method}.{key} must be {expected} (its default is {default!r}), "
+            f"got {value!r}"
+        )
+
+
+def _check_method_options(
+    methods: Sequence[str], method_options: object
+) -> dict[str, dict[str, Any]]:
+    """``method_options`` checked against the methods' keywords, as a dict of dicts."""
+    if not isinstance(method_options, Mapping):
+        raise TypeError(
+            "method_options must be a dict {method: {keyword: value}}, e.g. "
+            f"{{'sscam': {{'num_samples': 8}}}}, got {method_options!r}"
+        )
+    out: dict[str, dict[str, Any]] = {}
+    for method, options in method_options.items():
+        if method not in METHODS:
+            raise ValueError(
+                f"method_options names an unknown method {method!r}"
+                f"{_did_you_mean(str(method), METHODS)}; choose from {sorted(METHODS)}"
+            )
+        if method not in methods:
+            raise ValueError(
+                f"method_options has options for {method!r}, which is not among the methods "
+                f"{list(methods)}: add it to the methods or drop its options"
+            )
+        if not isinstance(options, Mapping) or not all(isinstance(k, str) for k in options):
+            raise TypeError(
+                f"method_options[{method!r}] must be a dict {{keyword: value}}, got {options!r}"
+            )
+        accepted = method_keywords(method)
+        for key, value in options.items():
+            if key not in accepted:
+                import difflib
+
+                close = difflib.get_close_matches(key, list(accepted), n=1, cutoff=0.75)
+                where = (
+                    f" ({key!r} is set by {_SET_BY_PIPELINE[key]})"
+                    if key in _SET_BY_PIPELINE
+                    else f" (did you mean {close[0]!r}?)"
+                    if close
+                    else ""
+                )
+                raise ValueError(
+                    f"method {method!r} takes no option {key!r}{where}; its options are: "
+                    f"{', '.join(accepted) or 'none'}"
+                )
+            parameter = accepted[key][1]
+            _check_option_value(method, key, value, parameter)
+            cls = _resolve(METHODS[method].classes[0])
+            function = cls.__init__ if accepted[key][0] == "init" else cls.attribute
+            choices = _literal_choices(function, key)
+            if choices is not None and value not in choices:
+                raise ValueError(
+                    f"method option {method}.{key} must be one of {list(choices)}, got {value!r}"
+                )
+        out[method] = dict(options)
+    return out
+
 
 _METRIC_COLUMNS = {
     "deletion": "deletion_auc",
@@ -452,6 +742,16 @@ class EvaluationConfig:
         pointing_tolerance: pointing-game tolerance in voxels.
         seed: seed of the random map and of the noise of AOPC and ROAD.
         examples: how many samples the report shows.
+        method_options: per-method keywords, ``{method: {keyword: value}}``, e.g.
+            ``{"sscam": {"num_samples": 8}, "scorecam": {"max_channels": 0.1}}``: each goes
+            to the method's constructor or ``attribute()`` call (see
+            :func:`method_keywords`) and overrides the pipeline's value
+            (``perturbations_per_eval``, SS-CAM's ``generator``, ...). Checked here, before
+            any model runs.
+        autocast: None, ``"bfloat16"`` or ``"float16"``: the perturbed forwards run under
+            ``torch.autocast`` (:func:`~captum_medcam.perturbation_options`).
+        chunk_size: None or ``"auto"`` (chunks sized from free GPU memory on CUDA).
+        compile: True or a ``torch.compile`` backend name: compile the perturbed forwards.
     """
 
     methods: Sequence[str] = ("gradcam", "random")
@@ -475,8 +775,18 @@ class EvaluationConfig:
     pointing_tolerance: float = 0.0
     seed: int = 0
     examples: int = 4
+    method_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    autocast: str | None = None
+    chunk_size: str | None = None
+    compile: bool | str = False
 
     def __post_init__(self) -> None:
+        from captum_medcam._core.engine import (
+            _check_autocast,
+            _check_chunk_option,
+            _check_compile,
+        )
+
         methods, metrics = tuple(self.methods), tuple(self.metrics)
         object.__setattr__(self, "methods", methods)
         object.__setattr__(self, "metrics", metrics)
@@ -490,6 +800,16 @@ class EvaluationConfig:
                 )
         if len(set(methods)) != len(methods):
             raise ValueError(f"methods lists a name twice: {list(methods)}")
+        object.__setattr__(
+            self, "method_options", _check_method_options(methods, self.method_options)
+        )
+        if self.autocast is not None and not isinstance(self.autocast, str):
+            raise TypeError(
+                f"autocast must be None, 'bfloat16' or 'float16', got {self.autocast!r}"
+            )
+        _check_autocast(self.autocast)
+        _check_chunk_option(self.chunk_size)
+        _check_compile(self.compile)
         if not metrics:
             raise ValueError("metrics is empty; name at least one, e.g. deletion,insertion")
         for name in metrics:
@@ -658,7 +978,8 @@ def build_method(
     config: EvaluationConfig,
     spatial_dims: int,
 ) -> tuple[Any, dict[str, Any]]:
-    """``(attribution object, attribute() options)`` for the method ``name`` of :data:`METHODS`."""
+    """``(attribution object, attribute() options)`` for the method ``name`` of :data:`METHODS`,
+    with ``config.method_options[name]`` passed to its constructor or ``attribute()``."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; choose from {sorted(METHODS)}")
     spec = METHODS[name]
@@ -670,13 +991,34 @@ def build_method(
             raise ValueError(f"method {name!r} explains a layer: pass --layer")
         layer = get_layer(model, config.layer)
     fc = get_layer(model, config.fc_layer) if config.fc_layer else None
-    return spec.build(
+    options = dict(config.method_options.get(name, {}))
+    keywords = method_keywords(name) if options else {}
+    init_options = {k: v for k, v in options.items() if keywords[k][0] == "init"}
+    attribution, kwargs = spec.build(
         model,
         layer,
         spatial_dims=spatial_dims,
         fc_layer=fc,
         perturbations_per_eval=config.perturbations_per_eval,
         seed=config.seed,
+        init_options=init_options,
+    )
+    kwargs.update({k: v for k, v in options.items() if k not in init_options})
+    return attribution, kwargs
+
+
+def _speed_options(config: EvaluationConfig) -> AbstractContextManager[Any]:
+    """The :func:`~captum_medcam.perturbation_options` of ``config`` as a context manager;
+    a no-op (an outer ``perturbation_options`` block stays in force) when ``config`` sets
+    none of ``autocast``, ``chunk_size`` and ``compile``."""
+    from captum_medcam._core.engine import perturbation_options
+
+    if config.autocast is None and config.chunk_size is None and config.compile is False:
+        return nullcontext()
+    return perturbation_options(
+        autocast=config.autocast,
+        chunk_size="auto" if config.chunk_size == "auto" else None,
+        compile=config.compile,
     )
 
 
@@ -832,20 +1174,21 @@ def compare_methods(
         attribution, kwargs = build_method(method, model, config, dims)
         collect = _Collector(method, metric_fns, config.examples, on_batch)
         start = time.perf_counter()
-        results[method] = evaluate_dataset(
-            model,
-            attribution,
-            data,
-            metric_fns,
-            target=config.target,
-            batch_size=config.batch_size,
-            device=device,
-            attribute_kwargs=kwargs,
-            show_progress=show_progress,
-            correct_only=config.correct_only,
-            method=method,
-            on_batch=collect,
-        )
+        with _speed_options(config):
+            results[method] = evaluate_dataset(
+                model,
+                attribution,
+                data,
+                metric_fns,
+                target=config.target,
+                batch_size=config.batch_size,
+                device=device,
+                attribute_kwargs=kwargs,
+                show_progress=show_progress,
+                correct_only=config.correct_only,
+                method=method,
+                on_batch=collect,
+            )
         seconds[method] = time.perf_counter() - start
         curves[method] = collect.gathered_curves(world_size)
         examples[method] = collect.kept
@@ -914,8 +1257,11 @@ def write_outputs(
     report: bool = True,
     affines: Callable[[int], Any] | None = None,
 ) -> dict[str, Path]:
-    """Write ``results.csv``, ``summary.json``, ``aopc_curve.csv`` (when AOPC was
-    computed) and ``report.html`` (with its figures) into ``output_dir``.
+    """Write ``results.csv``, ``summary.json``, ``config.json`` (the settings: the
+    :class:`EvaluationConfig` fields, ``run_config`` and the seconds per method; its
+    config fields give the same config back through :func:`config_from_options`),
+    ``aopc_curve.csv`` (when AOPC was computed) and ``report.html`` (with its figures)
+    into ``output_dir``.
 
     ``summary.json`` holds ``{method: {metric: {"mean", "std", "n"}}}``; NaN (a metric
     with no value, e.g. no sample had a mask) is written as ``null``.
@@ -943,6 +1289,8 @@ def write_outputs(
         paths["aopc_curve"] = write_csv(rows, out / "aopc_curve.csv")
     config = {**asdict(comparison.config), **dict(run_config or {})}
     config["seconds_per_method"] = {m: round(s, 2) for m, s in comparison.seconds.items()}
+    paths["config"] = out / "config.json"
+    paths["config"].write_text(json.dumps(_json_safe(config), indent=2, default=repr) + "\n")
     if report:
         from captum_medcam.visualization import write_report
 
