@@ -396,19 +396,10 @@ class ISCAM(ScoreCAM):
     mask differs), approximate mode (``max_channels``) included. Deterministic.
     ``num_samples=1`` gives Score-CAM.
 
-    The defaults follow torchcam 0.5 (the peer that implements the method, and the paper's
-    formula): logits, a softmax over channels, masks min-max normalised at layer resolution
-    and then upsampled. The other Score-CAM variants are options
-    with the meaning they have in :class:`ScoreCAM` (``score``, ``baselines``,
-    ``channel_softmax``, ``normalize_at``, ``align_corners``). torchcam subtracts the
-    unmasked input's score from every weight; under the channel softmax that per-example
-    constant cancels, so it is not repeated here (``baselines`` subtracts a baseline input's
-    score, which matters without the softmax). torchcam adds ``1e-8`` to each map's range
-    when normalising (here constant maps are exact zeros) and works in chunks of 32 masked
-    inputs; neither changes the result beyond rounding. The ReLU comes after the resize, as
-    in :class:`ScoreCAM` (the official Score-CAM code); torchcam applies it at layer
-    resolution and leaves the resize to the user, so the maps at layer resolution
-    (``upsample=False``) are the ones to compare.
+    The defaults follow torchcam 0.5, as :class:`SSCAM`'s do, with the same differences
+    from it (see there): logits, a softmax over channels, masks min-max normalised at
+    layer resolution and then upsampled; ReLU after the resize, so compare with torchcam
+    at layer resolution (``upsample=False``).
 
     Args:
         forward_func: the model, or a function of ``(inputs, *additional_forward_args)``.

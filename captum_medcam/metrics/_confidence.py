@@ -226,20 +226,9 @@ def increase_in_confidence(
     (summed over channels, broadcast over the input channels; see the ``normalize`` option).
     ``Y`` is the model's score of the target on the image, ``O`` on ``E``.
 
-    The paper's numbers are data set means in percent: ``Average Drop % = 100 * mean_i
-    max(0, Y_i - O_i) / Y_i`` and ``% Increase in Confidence = 100 * mean_i 1[Y_i < O_i]``,
-    over the images of the test set, ``c`` the predicted class and ``Y``, ``O`` its softmax
-    score. Here, as in ``captum.metrics``, each example gets its own value (a fraction, not a
-    percentage); take the mean (and multiply by 100) over the data set, e.g. with
-    :func:`summarize` or ``captum-medcam evaluate``, whose summary holds the mean.
-
-    pytorch-grad-cam's ``DropInConfidence`` and ``IncreaseInConfidence``
-    (``metrics/cam_mult_image.py``) are per example too; its drop is the absolute
-    ``max(0, Y - O)``, not divided by ``Y`` (``relative=False`` here), and it multiplies the
-    image by the map as given (``normalize=False``; its CAMs come already scaled to
-    ``[0, 1]``). With those options and the same score (its ``ClassifierOutputSoftmaxTarget``
-    is ``score="probability"``, ``ClassifierOutputTarget`` is ``"logit"``) the values are
-    equal.
+    The map ``E``, how the paper aggregates the values (a data-set mean in percent) and how
+    they compare with pytorch-grad-cam's ``IncreaseInConfidence`` (equal with
+    ``normalize=False`` and the same score) are as in :func:`average_drop`.
 
     References:
         Chattopadhay, Sarkar, Howlader, Balasubramanian. "Grad-CAM++: Generalized

@@ -577,44 +577,13 @@ def road(
     These are pytorch-grad-cam's ``ROADMostRelevantFirstAverage``,
     ``ROADLeastRelevantFirstAverage`` and ``ROADCombined`` (one value per example, with
     their default percentiles 10, ..., 90), equal to them where the removal counts match
-    and the noise is off (see below). The paper plots the curves themselves, averaged over
-    the data set: :func:`road_curve` gives them per example. ``combined`` is computed in one
+    and the noise is off (see :func:`road_curve`). The paper plots the curves themselves,
+    averaged over the data set: :func:`road_curve` gives them per example. ``combined`` is computed in one
     pass (the clean input is scored once for both orders).
 
-    Voxels are ranked by their attribution (summed over channels; all input channels of a
-    voxel are removed together), ties broken by position (the smaller flattened index
-    first). For each fraction ``f`` the ``floor(f * V)`` most relevant voxels (``"morf"``)
-    or least relevant voxels (``"lerf"``) of the ``V`` are removed and imputed by
-    :func:`noisy_linear_imputation`, and the model scores the imputed input. MoRF: a
-    faithful map makes the score fall fast (lower is better); LeRF: the score stays high
-    (higher is better). ROAD's point is that with this imputation the two orders rank
-    attribution methods consistently, where a constant or noise substrate lets the shape of
-    the mask itself carry class information.
-
-    The imputed inputs are built lazily, ``max_examples_per_batch`` at a time (the linear
-    systems of a chunk are solved together), and scored under ``torch.no_grad()``; one noise
-    field is drawn per call (see ``generator``), so a voxel gets the same noise at every
-    fraction and the result does not depend on ``max_examples_per_batch``.
-
-    Where this follows the authors' code (``road_evaluation``) and pytorch-grad-cam
-    (``pytorch_grad_cam/metrics/road.py``, which copies the authors' imputer), and where not:
-
-    - the imputation is theirs (same weights, same border rule, noise std 0.01); it is
-      written for 1 to 3 spatial dims (pytorch-grad-cam's is 2D only: on a volume it
-      indexes the flattened mask with two coordinates and returns NaN) and solved by
-      conjugate gradients on the inputs' device instead of SciPy's ``spsolve`` on the CPU.
-      Without noise the imputed images agree with theirs to the solver's tolerance.
-    - the noise comes from ``generator``, one field per call, not from torch's global
-      random state per image and fraction.
-    - ``floor(f * V)`` voxels are removed, ties broken by position. The authors' code
-      removes ``int(f * V)`` voxels after adding 1e-4 Gaussian noise to the min-max
-      normalised map (random tie-breaking) and, for LeRF, its ``th_p`` is the fraction
-      *kept* (it removes all but the ``int(th_p * V)`` most relevant voxels): its LeRF
-      point ``th_p`` is ``fraction = 1 - th_p`` here. pytorch-grad-cam thresholds at
-      ``np.percentile(map, p)`` and removes every voxel at or above it (``p`` is the
-      percentage *kept*, in both orders), which removes ``V - ceil(p / 100 * (V - 1))``
-      voxels, the same count as here whenever ``p / 100 * V`` is an integer (e.g. ``V`` a
-      multiple of 100 and ``p`` a multiple of 10).
+    The removal (ranking, ``floor(f * V)`` voxels per fraction, the imputation, the noise
+    and its ``generator``, lazy chunks) and where it follows or departs from the authors'
+    code and pytorch-grad-cam are described in :func:`road_curve`.
 
     References:
         Rong, Leemann, Borisov, Kasneci, Kasneci. "A Consistent and Efficient Evaluation
